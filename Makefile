@@ -1,0 +1,63 @@
+# facegate: every command a user or CI needs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.facegate-installed
+LFW ?= ../shared/data/lfw-view1
+
+.PHONY: help install demo test test-fast lint typecheck check evaluate bench bench-smoke stack-up stack-down clean
+
+help:
+	@echo "make demo        install everything, start the local stack, run the door story, stop"
+	@echo "make test        install everything and run the whole test suite (real services)"
+	@echo "make test-fast   unit tests only"
+	@echo "make lint        ruff + mypy (strict)"
+	@echo "make evaluate    LFW View 1 accuracy (needs $(LFW))"
+	@echo "make bench       every benchmark in bench/ (see BENCHMARKS.md)"
+	@echo "make stack-up / stack-down   the local Redis + SeaweedFS + services"
+
+# The venv is (re)built whenever pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@bash scripts/ensure-redis.sh
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) -m facegate.demo
+
+test: install
+	bash scripts/run-tests.sh
+
+test-fast: install
+	$(PY) -m pytest -m unit -q
+
+lint: install
+	$(VENV)/bin/ruff check shared services tests bench scripts
+	$(VENV)/bin/mypy
+
+check: lint test
+
+evaluate: install
+	$(VENV)/bin/facegate evaluate --train $(LFW)/pairsDevTrain.txt \
+		--pairs $(LFW)/pairsDevTest.txt --images $(LFW)/images
+
+bench: install
+	$(PY) bench/encoder_chips.py
+	$(PY) bench/identify.py
+
+bench-smoke: install
+	$(PY) -m pytest -q tests/unit/test_bench_smoke.py
+
+stack-up: install
+	$(VENV)/bin/facegate stack up
+
+stack-down:
+	$(VENV)/bin/facegate stack down
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache var

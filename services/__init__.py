@@ -1,0 +1,1 @@
+"""facegate services: ingest, encoder, matcher (one package each)."""

@@ -1,0 +1,1 @@
+"""The encoder worker: uploads in, face encodings in Redis out (batched)."""

@@ -1,0 +1,1 @@
+"""Adapters: the one place facegate talks to Redis and the object store."""

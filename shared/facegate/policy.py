@@ -1,0 +1,221 @@
+"""The door decision, as a pure function (no I/O, no clock, no randomness).
+
+:func:`decide` takes what the matcher gathered (the door's policy, the
+request, the probe encodings, the gallery, the time) and returns a
+:class:`Verdict`. The rules, checked in this order, first match wins:
+
+1. no policy for the door -> ``DENY unknown_door``;
+2. the encoder reported an error (``bad_image``...) -> ``DENY`` with it;
+3. the upload is older than ``deadline_s`` (from its earliest stamp,
+   ``uploaded`` or else ``ingested``) -> ``DENY timeout``;
+4. no face -> ``DENY no_face``; more than one -> ``DENY several_faces``
+   (one person per passage: a second face could be someone tailgating);
+5. probe and gallery of different dimensions -> ``DENY internal_error``;
+6. ``verify`` doors (1:1 against the claimed badge):
+
+   - no badge -> ``DENY unknown_person``: a verify door needs a claim, and
+     a face with no claim is treated like a claim of nobody known;
+   - badge not enrolled -> ``DENY unknown_person``;
+   - badge not allowed at this door -> ``DENY not_allowed_here``;
+   - distance to the badge's templates not under the threshold ->
+     ``DENY below_threshold``; otherwise ``OPEN granted``.
+
+7. ``identify`` doors (1:K, no badge needed; a badge, if sent, is ignored):
+   the probe is identified against *everyone enrolled*, not only the
+   people allowed here, so a known person who is not allowed is named as
+   such instead of being matched to the nearest allowed look-alike:
+
+   - nobody under the threshold, or the runner-up person closer than
+     ``margin`` behind the best -> ``DENY unknown_person``;
+   - the identified person is not allowed here -> ``DENY not_allowed_here``;
+   - otherwise ``OPEN granted``.
+
+``allowed`` may contain ``"*"``: everyone enrolled is allowed. A distance is
+"under the threshold" when ``distance < threshold`` (as in
+:mod:`facegate.matching`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+from facegate.errors import BadMessageError
+from facegate.matching import Gallery, identify, verify
+from facegate.messages import Decision, MatchRequest, Reason, is_name, is_person
+
+EVERYONE = "*"
+"""In ``allowed``: every enrolled person may pass."""
+
+DEADLINE_STAMPS = ("uploaded", "ingested")
+"""Stamps the deadline is measured from (the earliest present)."""
+
+
+class DoorMode(StrEnum):
+    VERIFY = "verify"
+    """1:1: the camera sends a badge (claimed person); the face must match it."""
+    IDENTIFY = "identify"
+    """1:K: the face alone says who it is."""
+
+
+@dataclass(frozen=True)
+class DoorPolicy:
+    """Who may pass a door and how strictly faces are compared."""
+
+    door: str
+    mode: DoorMode
+    allowed: frozenset[str]
+    threshold: float
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not is_name(self.door):
+            raise BadMessageError(f"invalid door id {self.door!r}")
+        object.__setattr__(self, "mode", DoorMode(self.mode))
+        object.__setattr__(self, "allowed", frozenset(self.allowed))
+        for person in self.allowed:
+            if person != EVERYONE and not is_person(person):
+                raise BadMessageError(f"door {self.door}: invalid person name {person!r}")
+        if not (math.isfinite(self.threshold) and 0.0 < self.threshold <= 2.0):
+            raise BadMessageError(f"door {self.door}: threshold must be in (0, 2]")
+        if not (math.isfinite(self.margin) and 0.0 <= self.margin <= 1.0):
+            raise BadMessageError(f"door {self.door}: margin must be in [0, 1]")
+
+    def allows(self, person: str) -> bool:
+        return EVERYONE in self.allowed or person in self.allowed
+
+    def to_fields(self) -> dict[str, str]:
+        """The Redis hash fields of ``facegate:door:<door>``."""
+        return {
+            "mode": self.mode.value,
+            "allowed": json.dumps(sorted(self.allowed)),
+            "threshold": repr(float(self.threshold)),
+            "margin": repr(float(self.margin)),
+        }
+
+    @classmethod
+    def from_fields(
+        cls,
+        door: str,
+        fields: Mapping[str, str],
+        *,
+        default_threshold: float = 0.6,
+        default_margin: float = 0.0,
+    ) -> DoorPolicy:
+        """Parse the Redis hash; anything malformed raises BadMessageError."""
+        try:
+            allowed = json.loads(fields.get("allowed", "[]"))
+            if not isinstance(allowed, list) or not all(isinstance(p, str) for p in allowed):
+                raise ValueError("allowed must be a JSON list of names")
+            threshold = float(fields["threshold"]) if "threshold" in fields else default_threshold
+            margin = float(fields["margin"]) if "margin" in fields else default_margin
+            mode = DoorMode(fields.get("mode", ""))
+        except (ValueError, TypeError) as exc:
+            raise BadMessageError(f"door {door}: malformed policy ({exc})") from exc
+        return cls(door, mode, frozenset(allowed), threshold, margin)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What :func:`decide` concluded. ``person`` is the granted person, the
+    claimed badge (verify doors) or the identified person who is not allowed;
+    ``distance`` is the best distance computed, ``None`` when none was."""
+
+    decision: Decision
+    reason: Reason
+    person: str | None = None
+    distance: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.decision is Decision.OPEN) != (self.reason is Reason.GRANTED):
+            raise ValueError(f"{self.decision} does not go with {self.reason}")
+        if self.distance is not None and not math.isfinite(self.distance):
+            object.__setattr__(self, "distance", None)
+
+    @classmethod
+    def deny(
+        cls, reason: Reason, person: str | None = None, distance: float | None = None
+    ) -> Verdict:
+        return cls(Decision.DENY, reason, person, distance)
+
+    @property
+    def granted(self) -> bool:
+        return self.decision is Decision.OPEN
+
+
+def upload_time(request: MatchRequest) -> float | None:
+    """The earliest of the request's deadline stamps, ``None`` when absent."""
+    times = [request.stamps[s] for s in DEADLINE_STAMPS if s in request.stamps]
+    return min(times) if times else None
+
+
+def decide(
+    policy: DoorPolicy | None,
+    request: MatchRequest,
+    probe: npt.ArrayLike,
+    gallery: Gallery,
+    now: float,
+    *,
+    deadline_s: float | None = None,
+) -> Verdict:
+    """The verdict for one upload (see the module docstring for the rules).
+
+    ``probe`` holds the encodings of the faces found, ``(k, d)``; ``k`` is
+    taken from it (``request.faces`` is what the encoder said and should
+    agree). ``deadline_s=None`` disables the deadline rule.
+    """
+    if policy is None:
+        return Verdict.deny(Reason.UNKNOWN_DOOR)
+    if request.error is not None:
+        return Verdict.deny(request.error)
+    started = upload_time(request)
+    if deadline_s is not None and started is not None and now - started > deadline_s:
+        return Verdict.deny(Reason.TIMEOUT)
+    faces = np.asarray(probe, dtype=np.float32)
+    if faces.ndim == 1 and faces.size == 0:
+        faces = faces.reshape(0, gallery.dim)
+    if faces.ndim != 2:
+        return Verdict.deny(Reason.INTERNAL_ERROR)
+    if faces.shape[0] == 0:
+        return Verdict.deny(Reason.NO_FACE)
+    if faces.shape[0] > 1:
+        return Verdict.deny(Reason.SEVERAL_FACES)
+    if faces.shape[1] != gallery.dim or not np.all(np.isfinite(faces)):
+        return Verdict.deny(Reason.INTERNAL_ERROR)
+    face = faces[0]
+
+    if policy.mode is DoorMode.VERIFY:
+        badge = request.badge
+        if badge is None or badge not in gallery:
+            return Verdict.deny(Reason.UNKNOWN_PERSON, person=badge)
+        if not policy.allows(badge):
+            return Verdict.deny(Reason.NOT_ALLOWED_HERE, person=badge)
+        result = verify(face, gallery.templates_of(badge), policy.threshold)
+        if not result.matched:
+            return Verdict.deny(Reason.BELOW_THRESHOLD, person=badge, distance=result.distance)
+        return Verdict(Decision.OPEN, Reason.GRANTED, badge, result.distance)
+
+    if len(gallery) == 0:
+        return Verdict.deny(Reason.UNKNOWN_PERSON)
+    found = identify(face, gallery, policy.threshold, margin=policy.margin)
+    if not found.matched or found.person is None:
+        return Verdict.deny(Reason.UNKNOWN_PERSON, distance=found.distance)
+    if not policy.allows(found.person):
+        return Verdict.deny(Reason.NOT_ALLOWED_HERE, person=found.person, distance=found.distance)
+    return Verdict(Decision.OPEN, Reason.GRANTED, found.person, found.distance)
+
+
+__all__ = [
+    "EVERYONE",
+    "DoorMode",
+    "DoorPolicy",
+    "Verdict",
+    "decide",
+    "upload_time",
+]

@@ -1,0 +1,228 @@
+"""RedisStore against a real Redis (fixtures of tests/integration/conftest.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import redis
+
+from facegate import keys
+from facegate.adapters.redis_store import RedisStore
+from facegate.errors import BadMessageError, RedisUnavailableError
+from facegate.messages import Decision, DoorEvent, Reason
+from facegate.policy import DoorMode, DoorPolicy
+from facegate.signing import derive_door_key, sign_event
+
+pytestmark = pytest.mark.integration
+
+UID = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture
+def store(redis_url: str, redis_client: redis.Redis) -> Iterator[RedisStore]:
+    """A store on its own bytes client; ``redis_client`` flushed the db."""
+    store = RedisStore.from_url(redis_url, stream_maxlen=100)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def raw(store: RedisStore) -> redis.Redis:
+    """Direct access to the same database (bytes replies)."""
+    return store.client
+
+
+def event(upload_id: str = UID, door: str = "front", **over: object) -> DoorEvent:
+    fields: dict[str, object] = {
+        "id": keys.new_upload_id(),
+        "upload_id": upload_id,
+        "door": door,
+        "camera": "cam",
+        "decision": Decision.DENY,
+        "reason": Reason.NO_FACE,
+        "issued_at": 1000.0,
+        "expires_at": 1030.0,
+    }
+    fields.update(over)
+    return DoorEvent(**fields)  # type: ignore[arg-type]
+
+
+def test_probe_round_trip_and_ttl(store: RedisStore, raw: redis.Redis) -> None:
+    enc = np.random.default_rng(0).normal(size=(2, 128)).astype(np.float32)
+    boxes = [
+        {"left": 1, "top": 2, "right": 3, "bottom": 4},
+        {"left": 5, "top": 6, "right": 7, "bottom": 8},
+    ]
+    store.put_probe(UID, enc, "model-a", ttl_s=60, boxes=boxes)
+    probe = store.get_probe(UID)
+    assert probe is not None
+    assert probe.model_id == "model-a"
+    assert probe.faces == 2
+    np.testing.assert_array_equal(probe.encodings, enc)
+    assert probe.boxes[1]["right"] == 7
+    assert 0 < raw.ttl(keys.probe_key(UID)) <= 60
+    # an empty probe (no face) keeps its dimension
+    other = keys.new_upload_id()
+    store.put_probe(other, np.zeros((0, 128), np.float32), "model-a", ttl_s=60)
+    empty = store.get_probe(other)
+    assert empty is not None and empty.encodings.shape == (0, 128)
+    assert store.get_probe(keys.new_upload_id()) is None
+
+
+def test_corrupt_probe_is_refused(store: RedisStore, raw: redis.Redis) -> None:
+    store.put_probe(UID, np.ones((1, 128), np.float32), "m", ttl_s=60)
+    raw.hset(keys.probe_key(UID), "enc:0", b"\x00" * 10)
+    with pytest.raises(BadMessageError, match="bytes"):
+        store.get_probe(UID)
+    raw.hset(keys.probe_key(UID), "faces", "2")
+    with pytest.raises(BadMessageError):
+        store.get_probe(UID)
+
+
+def test_templates_and_gallery_version(store: RedisStore) -> None:
+    assert store.gallery_version() == 0
+    a = np.random.default_rng(1).normal(size=(3, 128)).astype(np.float32)
+    ids = store.add_templates("alice", a, "model-a")
+    assert len(ids) == 3 and len(set(ids)) == 3
+    store.add_templates("bob", a[0], "model-a")
+    v1 = store.gallery_version()
+    assert v1 == 2
+    version, snap = store.templates_snapshot("model-a")
+    assert version == v1
+    assert sorted(snap) == ["alice", "bob"]
+    assert snap["alice"].shape == (3, 128)
+    assert {r.tobytes() for r in snap["alice"]} == {r.tobytes() for r in a}
+    with pytest.raises(BadMessageError, match="model"):
+        store.add_templates("alice", a, "model-b")
+    assert store.templates_snapshot("model-b")[1] == {}
+    assert store.remove_person("alice") is True
+    assert store.remove_person("alice") is False
+    assert store.people() == ["bob"]
+    assert store.gallery_version() > v1
+
+
+def test_doors(store: RedisStore) -> None:
+    assert store.get_door("front") is None
+    policy = DoorPolicy("front", DoorMode.VERIFY, frozenset({"alice"}), 0.5, 0.0)
+    before = store.gallery_version()
+    store.set_door(policy)
+    assert store.get_door("front") == policy
+    assert store.gallery_version() == before + 1
+    store.set_door(DoorPolicy("back", DoorMode.IDENTIFY, frozenset({"*"}), 0.6, 0.1))
+    assert store.list_doors() == ["back", "front"]
+    assert store.delete_door("front") is True
+    assert store.get_door("front") is None
+    assert store.list_doors() == ["back"]
+
+
+def test_claims(store: RedisStore, raw: redis.Redis) -> None:
+    key = keys.upload_object_key("front", "cam", UID, "jpg")
+    store.put_claim(UID, key=key, door="front", camera="cam", badge="alice", ttl_s=120)
+    claim = store.get_claim(UID)
+    assert claim is not None and (claim.key, claim.badge) == (key, "alice")
+    assert 60 < raw.ttl(keys.claim_key(UID)) <= 120
+    other = keys.new_upload_id()
+    store.put_claim(other, key="k", door="front", camera="cam", badge=None, ttl_s=60)
+    got = store.get_claim(other)
+    assert got is not None and got.badge is None
+    assert store.get_claim(keys.new_upload_id()) is None
+
+
+def test_record_decision_exactly_once(store: RedisStore, raw: redis.Redis) -> None:
+    pubsub = raw.pubsub()
+    pubsub.subscribe(keys.door_channel("front"))
+    assert pubsub.get_message(timeout=1.0) is not None  # subscribe confirmation
+    ev = event()
+    wire = sign_event(ev, derive_door_key("s" * 20, "front"))
+    assert store.record_decision(wire, ev) is True
+    second = event(reason=Reason.TIMEOUT)
+    assert store.record_decision(sign_event(second, b"k" * 32), second) is False
+    assert store.get_decision(UID) == wire
+    assert raw.xlen(keys.door_stream("front")) == 1
+    assert raw.xlen(keys.AUDIT_STREAM) == 1
+    msg = pubsub.get_message(timeout=1.0)
+    assert msg is not None and msg["data"] == wire
+    assert pubsub.get_message(timeout=0.2) is None
+    pubsub.close()
+    assert 0 < raw.ttl(keys.decision_key(UID)) <= 86400
+
+
+def test_concurrent_records_one_winner(store: RedisStore) -> None:
+    ev = event()
+    results: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def race() -> None:
+        barrier.wait()
+        results.append(store.record_decision(sign_event(ev, b"k" * 32), ev))
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 7 + [True]
+    assert len(store.read_log("front")) == 1
+
+
+def test_log_and_catch_up(store: RedisStore) -> None:
+    wires = []
+    for _ in range(5):
+        ev = event(upload_id=keys.new_upload_id())
+        wire = sign_event(ev, b"k" * 32)
+        wires.append(wire)
+        assert store.record_decision(wire, ev)
+    other = event(upload_id=keys.new_upload_id(), door="back")
+    store.record_decision(sign_event(other, b"k" * 32), other)
+    log = store.read_log("front", count=3)
+    assert [w for _, w in log] == wires[::-1][:3]
+    assert len(store.read_log(None, count=50)) == 6
+    first_two = store.events_since("front", count=2)
+    assert [w for _, w in first_two] == wires[:2]
+    rest = store.events_since("front", first_two[-1][0])
+    assert [w for _, w in rest] == wires[2:]
+
+
+def test_streams_are_capped(raw: redis.Redis) -> None:
+    small = RedisStore(raw, stream_maxlen=100)
+    for _ in range(1000):
+        ev = event(upload_id=keys.new_upload_id())
+        small.record_decision(sign_event(ev, b"k" * 32), ev)
+    # MAXLEN ~ trims whole macro nodes: bounded, not exact
+    assert raw.xlen(keys.door_stream("front")) < 300
+
+
+def test_replies(store: RedisStore) -> None:
+    assert store.wait_reply(UID, 0.1) is None
+
+    def later() -> None:
+        time.sleep(0.2)
+        store.push_reply(UID, b'{"ok": true}')
+
+    pusher = threading.Thread(target=later)
+    pusher.start()
+    t0 = time.monotonic()
+    got = store.wait_reply(UID, 5.0)
+    waited = time.monotonic() - t0
+    pusher.join()
+    assert got == b'{"ok": true}'
+    assert 0.1 < waited < 2.0
+
+
+def test_unreachable_redis_is_transient() -> None:
+    dead = RedisStore.from_url("redis://127.0.0.1:1/0")
+    with pytest.raises(RedisUnavailableError):
+        dead.get_door("front")
+    with pytest.raises(RedisUnavailableError):
+        dead.record_decision(b"{}", event())
+
+
+def test_text_clients_are_refused(redis_url: str) -> None:
+    text_client = redis.Redis.from_url(redis_url, decode_responses=True)
+    with pytest.raises(ValueError, match="bytes"):
+        RedisStore(text_client)
+    text_client.close()

@@ -1,0 +1,176 @@
+"""Settings: defaults, parsing, bounds, production secrets (pure)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from facegate.errors import ConfigError
+from facegate.settings import (
+    CommonSettings,
+    EncoderSettings,
+    IngestSettings,
+    MatcherSettings,
+    placeholder_reason,
+)
+
+pytestmark = pytest.mark.unit
+
+STRONG = {
+    "FACEGATE_ENV": "production",
+    "FACEGATE_S3_ACCESS_KEY": "facegate-prod",
+    "FACEGATE_S3_SECRET_KEY": "q8Zr2Lw9Xv4Tn7Kp1Ys6",
+    "FACEGATE_SIGNING_SECRET": "d4F9s8A7g6H5j4K3l2Z1x0Cv",
+    "FACEGATE_WEBHOOK_TOKEN": "Wb7Hk2Lq9Zx4Mn8Pr3Ts",
+    "FACEGATE_CAMERA_TOKEN": "Cm5Rt8Yu1Io4Pa7Sd0Fg",
+}
+
+
+def test_development_defaults_follow_design() -> None:
+    s = MatcherSettings.from_env({})
+    assert s.env == "development"
+    assert s.redis_url == "redis://127.0.0.1:6390/0"
+    assert s.broker_url == "redis://127.0.0.1:6390/1"
+    assert s.s3_endpoint == "127.0.0.1:18333"
+    assert s.s3_secure is False
+    assert s.bucket == "facegate-uploads"
+    assert (s.threshold, s.margin, s.event_ttl_s, s.deadline_s) == (0.6, 0.0, 30, 10.0)
+    assert s.visibility_timeout_s == 60
+    i = IngestSettings.from_env({})
+    assert (i.host, i.port, i.presign_expiry_s, i.notifications) == (
+        "127.0.0.1",
+        18700,
+        60,
+        "seaweedfs",
+    )
+    assert i.s3_public_endpoint == i.s3_endpoint
+    e = EncoderSettings.from_env({})
+    assert (e.batch_size, e.batch_wait_ms, e.probe_ttl_s, e.model_cache) == (16, 15, 3600, None)
+    assert "not-for-production" in s.signing_secret
+
+
+def test_values_are_parsed() -> None:
+    env = {
+        "FACEGATE_REDIS_URL": "redis://redis:6379/3",
+        "FACEGATE_S3_SECURE": "yes",
+        "FACEGATE_THRESHOLD": "0.55",
+        "FACEGATE_MARGIN": " 0.05 ",
+        "FACEGATE_BATCH_SIZE": "32",
+        "FACEGATE_MODEL_CACHE": "/tmp/models",
+        "FACEGATE_S3_PUBLIC_ENDPOINT": "cams.example.org:9000",
+        "FACEGATE_NOTIFICATIONS": "minio",
+    }
+    m = MatcherSettings.from_env(env)
+    assert m.broker_url == "redis://redis:6379/1"
+    assert m.s3_secure is True
+    assert (m.threshold, m.margin) == (0.55, 0.05)
+    assert EncoderSettings.from_env(env).model_cache == Path("/tmp/models")
+    assert EncoderSettings.from_env(env).batch_size == 32
+    ingest = IngestSettings.from_env(env)
+    assert ingest.s3_public_endpoint == "cams.example.org:9000"
+    assert ingest.notifications == "minio"
+    explicit = CommonSettings.from_env({"FACEGATE_BROKER_URL": "redis://other:1/5"})
+    assert explicit.broker_url == "redis://other:1/5"
+
+
+@pytest.mark.parametrize(
+    ("cls", "name", "value"),
+    [
+        (MatcherSettings, "FACEGATE_THRESHOLD", "0"),
+        (MatcherSettings, "FACEGATE_THRESHOLD", "2.5"),
+        (MatcherSettings, "FACEGATE_THRESHOLD", "nan"),
+        (MatcherSettings, "FACEGATE_THRESHOLD", "abc"),
+        (MatcherSettings, "FACEGATE_MARGIN", "-0.1"),
+        (MatcherSettings, "FACEGATE_EVENT_TTL_S", "0"),
+        (MatcherSettings, "FACEGATE_DEADLINE_S", "0"),
+        (IngestSettings, "FACEGATE_INGEST_PORT", "70000"),
+        (IngestSettings, "FACEGATE_PRESIGN_EXPIRY_S", "1"),
+        (IngestSettings, "FACEGATE_NOTIFICATIONS", "kafka"),
+        (IngestSettings, "FACEGATE_S3_PUBLIC_ENDPOINT", "http://x:9000"),
+        (EncoderSettings, "FACEGATE_BATCH_SIZE", "0"),
+        (EncoderSettings, "FACEGATE_BATCH_SIZE", "1000"),
+        (EncoderSettings, "FACEGATE_BATCH_WAIT_MS", "-1"),
+        (CommonSettings, "FACEGATE_ENV", "staging"),
+        (CommonSettings, "FACEGATE_REDIS_URL", "http://x"),
+        (CommonSettings, "FACEGATE_S3_ENDPOINT", "http://x:9000"),
+        (CommonSettings, "FACEGATE_S3_SECURE", "maybe"),
+        (CommonSettings, "FACEGATE_BUCKET", "Upper_Case"),
+        (CommonSettings, "FACEGATE_VISIBILITY_TIMEOUT_S", "1"),
+    ],
+)
+def test_bounds_and_formats(cls: type[CommonSettings], name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        cls.from_env({name: value})
+
+
+def test_production_accepts_strong_secrets() -> None:
+    s = IngestSettings.from_env(STRONG)
+    assert s.production
+    assert s.camera_token == STRONG["FACEGATE_CAMERA_TOKEN"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "FACEGATE_S3_ACCESS_KEY",
+        "FACEGATE_S3_SECRET_KEY",
+        "FACEGATE_SIGNING_SECRET",
+        "FACEGATE_WEBHOOK_TOKEN",
+        "FACEGATE_CAMERA_TOKEN",
+    ],
+)
+def test_production_refuses_missing_secrets(name: str) -> None:
+    env = {k: v for k, v in STRONG.items() if k != name}
+    with pytest.raises(ConfigError, match=name):
+        IngestSettings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("FACEGATE_SIGNING_SECRET", "change-me"),
+        ("FACEGATE_SIGNING_SECRET", "CHANGEME"),
+        ("FACEGATE_SIGNING_SECRET", "please-change-me-now-1234"),
+        ("FACEGATE_SIGNING_SECRET", "short-Secret1"),
+        ("FACEGATE_SIGNING_SECRET", "aaaaaaaaaaaaaaaaaaaaaaaa"),
+        ("FACEGATE_SIGNING_SECRET", "facegate-dev-signing-secret-not-for-production"),
+        ("FACEGATE_S3_SECRET_KEY", "minioadmin"),
+        ("FACEGATE_S3_SECRET_KEY", "password"),
+        ("FACEGATE_S3_ACCESS_KEY", "minioadmin"),
+        ("FACEGATE_CAMERA_TOKEN", "secret"),
+        ("FACEGATE_WEBHOOK_TOKEN", "   "),
+    ],
+)
+def test_production_refuses_placeholders(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        IngestSettings.from_env({**STRONG, name: value})
+
+
+def test_development_accepts_weak_values() -> None:
+    s = MatcherSettings.from_env({"FACEGATE_SIGNING_SECRET": "secret"})
+    assert s.signing_secret == "secret"
+
+
+def test_placeholder_reason() -> None:
+    assert placeholder_reason("minioadmin") == "is a placeholder"
+    assert placeholder_reason("abc") is not None
+    assert placeholder_reason("d4F9s8A7g6H5j4K3l2Z1") is None
+
+
+def test_describe_masks_secrets() -> None:
+    s = IngestSettings.from_env(STRONG)
+    text = s.describe_text()
+    for secret in STRONG.values():
+        if secret not in ("production", "facegate-prod"):
+            assert secret not in text
+    described = s.describe()
+    assert described["FACEGATE_SIGNING_SECRET"].startswith("****")
+    assert described["FACEGATE_INGEST_PORT"] == "18700"
+    assert described["FACEGATE_ENV"] == "production"
+
+
+def test_settings_are_frozen() -> None:
+    s = MatcherSettings.from_env({})
+    with pytest.raises(AttributeError):
+        s.threshold = 0.9  # type: ignore[misc]
