@@ -22,14 +22,11 @@ unreachable, broker down) come back as exceptions, for the task to retry.
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -39,12 +36,10 @@ from facegate.engine.images import decode_image
 from facegate.engine.types import Face, FaceEncoder, Image
 from facegate.errors import PermanentError, TransientError
 from facegate.messages import EncodeRequest, MatchRequest, Reason, UploadKind
+from facegate.replies import encode_reply, face_box
 from facegate.settings import EncoderSettings
 
 log = logging.getLogger(__name__)
-
-REPLY_VERSION = 1
-
 
 @dataclass(frozen=True)
 class Encoded:
@@ -57,19 +52,6 @@ class Encoded:
     match: MatchRequest | None = None
 
 
-def face_box(face: Face) -> dict[str, float]:
-    """The JSON-able box of a face (stored beside its probe encoding)."""
-    b = face.box
-    return {
-        "left": round(float(b.left), 1),
-        "top": round(float(b.top), 1),
-        "right": round(float(b.right), 1),
-        "bottom": round(float(b.bottom), 1),
-        "score": round(float(b.score), 4),
-        "size": round(float(face.size), 1),
-    }
-
-
 def enrol_reply(
     request: EncodeRequest,
     faces: Sequence[Face],
@@ -78,36 +60,17 @@ def enrol_reply(
     error: Reason | None,
     detail: str = "",
 ) -> bytes:
-    """The reply the enrolling CLI reads (encodings as base64 float32)."""
-    doc: dict[str, Any] = {
-        "v": REPLY_VERSION,
-        "upload_id": request.upload_id,
-        "person": request.person,
-        "key": request.key,
-        "model_id": model_id,
-        "dim": dim,
-        "error": None if error is None else str(error),
-        "detail": detail,
-        "faces": [
-            {
-                "box": face_box(face),
-                "quality": round(face.quality, 4),
-                "encoding": base64.b64encode(
-                    np.asarray(face.encoding, dtype="<f4").tobytes()
-                ).decode(),
-            }
-            for face in faces
-        ],
-    }
-    return json.dumps(doc).encode()
-
-
-def decode_reply_encoding(text: str, dim: int) -> np.ndarray[Any, np.dtype[np.float32]]:
-    """Inverse of the encoding field of :func:`enrol_reply`."""
-    arr = np.frombuffer(base64.b64decode(text), dtype="<f4")
-    if arr.shape != (dim,):
-        raise ValueError(f"encoding has {arr.size} values, expected {dim}")
-    return arr.astype(np.float32)
+    """The reply the enrolling CLI reads."""
+    return encode_reply(
+        upload_id=request.upload_id,
+        person=request.person,
+        key=request.key,
+        faces=faces,
+        model_id=model_id,
+        dim=dim,
+        error=None if error is None else str(error),
+        detail=detail,
+    )
 
 
 class EncoderService:
@@ -267,4 +230,4 @@ class _BrokerError(TransientError):
     """The broker refused the match task; the encode task retries."""
 
 
-__all__ = ["Encoded", "EncoderService", "decode_reply_encoding", "enrol_reply", "face_box"]
+__all__ = ["Encoded", "EncoderService", "enrol_reply"]

@@ -12,10 +12,12 @@
     │   ├── SeveralFacesError       more than one face where one is required
     │   ├── UnknownDoorError        the door is not configured (reason: unknown_door)
     │   ├── UnknownPersonError      a claimed/enrolled name that does not exist
-    │   └── BadMessageError         a message or event that does not validate
+    │   ├── BadMessageError         a message or event that does not validate
+    │   └── EnrolmentError          enrolment photos refused (no face, several faces...)
     └── TransientError              infrastructure hiccup; the task is retried
         ├── StoreUnavailableError   object store unreachable / 5xx
-        └── RedisUnavailableError   Redis unreachable
+        ├── RedisUnavailableError   Redis unreachable
+        └── NoAnswerError           a worker did not answer in time (none running?)
 
 Adapters translate library exceptions into this tree where they enter
 (``raise StoreUnavailableError(...) from exc``); nothing else catches foreign
@@ -73,6 +75,12 @@ class BadMessageError(PermanentError):
     reason = "bad_request"
 
 
+class EnrolmentError(PermanentError):
+    """One or more enrolment photos were refused; nothing was enrolled."""
+
+    reason = "enrolment_refused"
+
+
 class TransientError(FacegateError):
     """Infrastructure is briefly unavailable; the operation should be retried."""
 
@@ -83,3 +91,7 @@ class StoreUnavailableError(TransientError):
 
 class RedisUnavailableError(TransientError):
     """Redis could not be reached."""
+
+
+class NoAnswerError(TransientError):
+    """A worker did not answer in time (is one running?)."""
