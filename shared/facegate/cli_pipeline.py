@@ -196,7 +196,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     for photo in result.photos:
         print(f"  {photo.name}: 1 face, quality {photo.quality:.2f}")
     where = f"; allowed at {', '.join(result.doors)}" if result.doors else ""
-    print(f"enrolled {result.person}: {len(result.templates)} template(s) ({result.model_id}){where}")
+    count = len(result.templates)
+    print(f"enrolled {result.person}: {count} template(s) ({result.model_id}){where}")
     return 0
 
 

@@ -1,9 +1,12 @@
-"""Real face photos that a registry package ships, for demos and tests.
+"""Real face photos that registry packages ship, for demos and tests.
 
 ``face_recognition`` 1.3.0's source distribution on PyPI carries
 ``tests/test_images/`` (US government photos of Barack Obama and Joe Biden,
 public domain). We fetch that sdist with pip (no dlib build, nothing
 installed), extract only the images, and cache them under the user cache.
+``scikit-image``'s wheel carries ``skimage/data/astronaut.png`` (NASA
+portrait of Eileen Collins, public domain): a face nobody enrols, fetched the
+same way (:func:`astronaut_path`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from pathlib import Path
 
 from facegate.errors import ConfigError
@@ -75,4 +79,36 @@ def sample_faces_dir() -> Path:
         shutil.copytree(staging, tmp_target)
         shutil.rmtree(target, ignore_errors=True)
         tmp_target.rename(target)
+    return target
+
+
+SKIMAGE_REQUIREMENT = "scikit-image==0.25.2"
+
+
+def astronaut_path() -> Path:
+    """``astronaut.png`` from scikit-image's wheel, downloaded once (not installed)."""
+    target = cache_root() / "samples" / "scikit-image-0.25.2" / "astronaut.png"
+    if target.is_file():
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [
+            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+            "--only-binary", ":all:", "-d", tmp, SKIMAGE_REQUIREMENT,
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        wheels = list(Path(tmp).glob("scikit_image-*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise ConfigError(
+                f"could not download {SKIMAGE_REQUIREMENT} from PyPI: "
+                f"{proc.stderr.strip()[-500:]}"
+            )
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            try:
+                data = wheel.read("skimage/data/astronaut.png")
+            except KeyError as exc:
+                raise ConfigError(f"{wheels[0].name} lacks skimage/data/astronaut.png") from exc
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        partial.write_bytes(data)
+        partial.rename(target)
     return target
