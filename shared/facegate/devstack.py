@@ -648,7 +648,13 @@ class Stack:
             stopped = True
             child = self._children.pop(pid, None)
             if child is not None:
-                child.poll()
+                # A many-threaded process (TensorFlow) shows as a zombie while its
+                # other threads still exit: wait until it can really be reaped.
+                try:
+                    child.wait(timeout=self.config.stop_timeout_s)
+                except subprocess.TimeoutExpired:
+                    self._signal(pid, signal.SIGKILL)
+                    child.wait(timeout=5.0)
             log.info("stopped %s (pid %d)", name, pid)
         self.pid_file(name).unlink(missing_ok=True)
         self.ready_file(name).unlink(missing_ok=True)
