@@ -35,19 +35,16 @@ Fixture API (P1/P3 use these):
     the test (claims, probes, decisions, queued Celery tasks).
 ``ingest_url`` (session)
     ``http://127.0.0.1:26306``: a running ``python -m services.ingest``.
-``pipeline`` (session)
-    :class:`Pipeline`: ingest + one encoder + one matcher worker as real
-    processes (Celery, real model); skipped when ``services.encoder`` or
-    ``services.matcher`` does not exist yet.
+
+The whole pipeline (encoder and matcher workers included) runs in
+``tests/e2e`` on a stack of its own, so that the workers there never consume
+the queues these tests inspect.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -164,30 +161,3 @@ def _start(stack: Stack, name: str) -> None:
 def ingest_url(stack: Stack) -> str:
     _start(stack, "ingest")
     return stack.config.ingest_url
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    """The running pipeline: ingest, encoder and matcher processes."""
-
-    stack: Stack
-    env: dict[str, str]
-    ingest_url: str
-    ingest: IngestSettings
-
-    def log(self, name: str) -> Path:
-        return self.stack.log_file(name)
-
-
-@pytest.fixture(scope="session")
-def pipeline(stack: Stack, ingest_url: str, ingest_settings: IngestSettings) -> Pipeline:
-    for service in ("encoder", "matcher"):
-        try:
-            found = importlib.util.find_spec(f"services.{service}.__main__") is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
-            pytest.skip(f"services.{service} is not written yet")
-    for name in ("encoder-1", "matcher-1"):
-        _start(stack, name)
-    return Pipeline(stack, stack.env(), ingest_url, ingest_settings)
