@@ -15,6 +15,7 @@ help:
 	@echo "make lint        ruff + mypy (strict)"
 	@echo "make evaluate    LFW View 1 accuracy (needs $(LFW))"
 	@echo "make bench       every benchmark in bench/ (see BENCHMARKS.md)"
+	@echo "make bench-smoke each benchmark on tiny inputs (so they cannot rot)"
 	@echo "make stack-up / stack-down   the local Redis + SeaweedFS + services"
 
 # The venv is (re)built whenever pyproject.toml changes.
@@ -49,9 +50,12 @@ evaluate: install
 bench: install
 	$(PY) bench/encoder_chips.py
 	$(PY) bench/identify.py
+	$(PY) bench/e2e_load.py --find-max --out bench/results/e2e_find_max.json
+	$(PY) bench/e2e_load.py --scaling 1x1,1x16,2x16 --out bench/results/e2e_scaling.json
 
 bench-smoke: install
-	$(PY) -m pytest -q tests/unit/test_bench_smoke.py
+	$(PY) -m pytest -q tests/unit/test_bench_encoder_smoke.py \
+		tests/unit/test_bench_identify_smoke.py tests/e2e/test_bench_e2e_smoke.py
 
 stack-up: install
 	$(VENV)/bin/facegate stack up

@@ -5,12 +5,17 @@
     compute_face_descriptor`` (given the whole batch as a list), the ratio,
     and the achieved GFLOP/s (0.54 GFLOP per face) against the CPU's peak.
 (b) pipeline: images/s for the whole path (read, decode, detect, landmarks,
-    align, embed) over LFW View 1 photos: ``build_face_encoder()`` vs
-    face_recognition 1.3.0's ``face_encodings`` (its pure-Python ``api.py``,
-    taken from the PyPI sdist, running on dlib-bin).
+    align, embed) over LFW View 1 photos at image batch 1, 8, 32, 64:
+    ``build_face_encoder()`` vs face_recognition 1.3.0's ``face_encodings``
+    (its pure-Python ``api.py``, taken from the PyPI sdist, running on
+    dlib-bin; one image at a time).
+(c) accuracy: both pipelines on LFW View 1, the threshold chosen on the
+    DevTrain pairs and the accuracy measured on the DevTest pairs
+    (``facegate.evaluation``); ``--pairs-limit`` pairs of each kind per file.
 
 Usage: ``python bench/encoder_chips.py [--quick | --smoke] [--out FILE]``.
-Prints a table and writes JSON (default ``bench/results/encoder_chips.json``).
+Prints tables and writes JSON (default ``bench/results/encoder_chips.json``)
+and a PNG beside it.
 """
 
 from __future__ import annotations
@@ -34,13 +39,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from machine import describe, machine_facts
 
 from facegate.samples import cache_root, sample_faces_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
 GFLOP_PER_FACE = 0.54
-DEFAULT_IMAGES = ROOT.parent / "shared" / "data" / "lfw-view1" / "images"
+DEFAULT_LFW = ROOT.parent / "shared" / "data" / "lfw-view1"
+DEFAULT_IMAGES = DEFAULT_LFW / "images"
 DEFAULT_OUT = ROOT / "bench" / "results" / "encoder_chips.json"
 FACE_RECOGNITION_SDIST = "face_recognition==1.3.0"
 SAMPLE_PHOTOS = ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "obama_partial_face.jpg")
@@ -55,12 +62,14 @@ class Mode:
     min_seconds: float  # per measurement of ours
     dlib_calls: int  # calls per batch size for dlib (each is slow)
     images: int  # default --limit for part (b)
+    image_batches: tuple[int, ...]  # part (b)
+    pairs_per_kind: int  # default --pairs-limit for part (c)
 
 
 MODES = {
-    "full": Mode((1, 8, 32, 64), 3.0, 2, 300),
-    "quick": Mode((1, 8, 32, 64), 1.0, 1, 60),
-    "smoke": Mode((1, 8), 0.0, 1, 3),
+    "full": Mode((1, 8, 32, 64), 3.0, 2, 300, (1, 8, 32, 64), 150),
+    "quick": Mode((1, 8, 32, 64), 1.0, 1, 64, (1, 8, 32, 64), 40),
+    "smoke": Mode((1, 8), 0.0, 1, 3, (1, 3), 3),
 }
 
 
@@ -256,7 +265,9 @@ def pick_images(folder: Path, limit: int) -> list[Path]:
     return [paths[i] for i in index]
 
 
-def bench_pipeline(paths: Sequence[Path], batch: int) -> dict[str, Any]:
+def bench_pipeline(paths: Sequence[Path], batches: Sequence[int]) -> dict[str, Any]:
+    """Images/s for the whole path at each image batch size (ours) and for
+    face_recognition (one image at a time: its HOG path has no batch form)."""
     from facegate.engine.factory import build_face_encoder
     from facegate.engine.images import decode_image
 
@@ -264,14 +275,26 @@ def bench_pipeline(paths: Sequence[Path], batch: int) -> dict[str, Any]:
     api = face_recognition_api()
     api.face_encodings(api.load_image_file(str(paths[0])))  # warm
 
-    start = time.perf_counter()
-    ours_faces = ours_none = 0
-    for i in range(0, len(paths), batch):
-        images = [decode_image(p.read_bytes()) for p in paths[i : i + batch]]
-        for faces in engine.encode_images(images):
-            ours_faces += len(faces)
-            ours_none += not faces
-    ours_s = time.perf_counter() - start
+    rows = []
+    for batch in batches:
+        # trace this batch size once (TensorFlow), untimed
+        engine.encode_images([decode_image(p.read_bytes()) for p in paths[:batch]])
+        start = time.perf_counter()
+        faces = none = 0
+        for i in range(0, len(paths), batch):
+            images = [decode_image(p.read_bytes()) for p in paths[i : i + batch]]
+            for found in engine.encode_images(images):
+                faces += len(found)
+                none += not found
+        seconds = time.perf_counter() - start
+        rows.append({
+            "image_batch": batch,
+            "images_per_s": len(paths) / seconds,
+            "ms_per_image": 1000.0 * seconds / len(paths),
+            "faces": faces,
+            "images_without_face": none,
+        })
+        log.info("whole path, image batch %d: %.1f images/s", batch, len(paths) / seconds)
 
     start = time.perf_counter()
     fr_faces = fr_none = 0
@@ -282,21 +305,127 @@ def bench_pipeline(paths: Sequence[Path], batch: int) -> dict[str, Any]:
     fr_s = time.perf_counter() - start
 
     n = len(paths)
+    best = max(rows, key=lambda r: r["images_per_s"])
     config = getattr(engine, "config", None)
     return {
         "images": n,
-        "image_batch": batch,
-        "ours_images_per_s": n / ours_s,
-        "ours_faces": ours_faces,
-        "ours_images_without_face": ours_none,
+        "rows": rows,
+        "image_batch": best["image_batch"],
+        "ours_images_per_s": best["images_per_s"],
+        "ours_faces": best["faces"],
+        "ours_images_without_face": best["images_without_face"],
         "ours_engine": f"{engine.model_id}; MTCNN + dlib 5-point + chip + ResNet; {config}",
         "face_recognition_images_per_s": n / fr_s,
         "face_recognition_faces": fr_faces,
         "face_recognition_images_without_face": fr_none,
         "face_recognition_path": "load_image_file + face_encodings (HOG upsample 1, "
         "5-point, num_jitters=1) on dlib-bin",
-        "ratio": (n / ours_s) / (n / fr_s),
+        "ratio": best["images_per_s"] / (n / fr_s),
+        "ratio_note": "ours at its best image batch against face_recognition",
     }
+
+
+# --------------------------------------------------------------------------- (c) accuracy
+
+
+def subsample(pairs: Any, per_kind: int) -> tuple[list[tuple[Path, Path]], npt.NDArray[np.bool_]]:
+    """``per_kind`` matched and ``per_kind`` mismatched pairs spread evenly over
+    the file (0: all of them)."""
+    same = pairs.same
+    chosen: list[int] = []
+    for label in (True, False):
+        idx = np.flatnonzero(same == label)
+        if 0 < per_kind < idx.size:
+            idx = idx[np.linspace(0, idx.size - 1, per_kind).round().astype(int)]
+        chosen.extend(int(i) for i in idx)
+    return [(pairs.pairs[i].left, pairs.pairs[i].right) for i in chosen], same[chosen]
+
+
+def central_location(locations: Sequence[tuple[int, int, int, int]], shape: tuple[int, ...]) -> int:
+    """Index of the face a photo is "of" among face_recognition's boxes
+    (top, right, bottom, left): the rule ``facegate.folders.central_face``
+    applies to ours (largest, discounted by distance from the centre)."""
+    h, w = shape[0], shape[1]
+
+    def score(i: int) -> float:
+        top, right, bottom, left = locations[i]
+        size = float(max(right - left, bottom - top, 1))
+        off = float(np.hypot((left + right) / 2 - w / 2, (top + bottom) / 2 - h / 2)) / size
+        return size / (1.0 + off)
+
+    return max(range(len(locations)), key=score)
+
+
+def face_recognition_distances(
+    api: ModuleType, pairs: Sequence[tuple[Path, Path]]
+) -> tuple[npt.NDArray[np.float64], int]:
+    """L2 distances between the central faces (inf where an image has none)."""
+    table: dict[Path, npt.NDArray[np.float64]] = {}
+    no_face = 0
+    for path in sorted({p for pair in pairs for p in pair}):
+        image = api.load_image_file(str(path))
+        locations = api.face_locations(image)
+        if not locations:
+            no_face += 1
+            continue
+        k = central_location(locations, image.shape)
+        table[path] = np.asarray(api.face_encodings(image, [locations[k]])[0], dtype=np.float64)
+    out = np.full(len(pairs), np.inf)
+    for i, (a, b) in enumerate(pairs):
+        if a in table and b in table:
+            out[i] = float(np.linalg.norm(table[a] - table[b]))
+    return out, no_face
+
+
+def bench_accuracy(lfw: Path, per_kind: int) -> dict[str, Any]:
+    """Both pipelines on LFW View 1: the threshold chosen on DevTrain, the
+    accuracy measured on DevTest (``facegate.evaluation``), also at 0.6."""
+    from facegate.engine.factory import build_face_encoder
+    from facegate.evaluation import accuracy, read_pairs, train_test
+    from facegate.folders import pair_distances
+
+    images = lfw / "images"
+    train = subsample(read_pairs(lfw / "pairsDevTrain.txt", images), per_kind)
+    test = subsample(read_pairs(lfw / "pairsDevTest.txt", images), per_kind)
+    engine = build_face_encoder(fallback=True)  # as `facegate evaluate` builds it
+    api = face_recognition_api()
+
+    def ours(pairs: Sequence[tuple[Path, Path]]) -> tuple[npt.NDArray[np.float64], int]:
+        result = pair_distances(engine, list(pairs))
+        return result.distances, len(result.no_face) + len(result.unreadable)
+
+    def theirs(pairs: Sequence[tuple[Path, Path]]) -> tuple[npt.NDArray[np.float64], int]:
+        return face_recognition_distances(api, pairs)
+
+    out: dict[str, Any] = {
+        "lfw": str(lfw),
+        "pairs_per_kind": per_kind or "all",
+        "train_pairs": len(train[0]),
+        "test_pairs": len(test[0]),
+        "protocol": "threshold = best_threshold on the DevTrain pairs; accuracy on the DevTest "
+        "pairs (facegate.evaluation.train_test); a pair with an image without a face counts "
+        "as wrong",
+    }
+    for name, distances in (("ours", ours), ("face_recognition", theirs)):
+        start = time.perf_counter()
+        train_d, train_nf = distances(train[0])
+        test_d, test_nf = distances(test[0])
+        seconds = time.perf_counter() - start
+        threshold, folds = train_test(train_d, train[1], test_d, test[1])
+        out[name] = {
+            "threshold": threshold,
+            "test_accuracy": accuracy(test_d, test[1], threshold),
+            "test_accuracy_subsets_std": folds.std,
+            "test_accuracy_at_0_6": accuracy(test_d, test[1], 0.6),
+            "images_without_face": train_nf + test_nf,
+            "seconds": seconds,
+        }
+        log.info("accuracy %s: %s", name, out[name])
+    out["ours"]["engine"] = "build_face_encoder(fallback=True), as facegate evaluate"
+    out["face_recognition"]["engine"] = (
+        "face_locations (HOG, upsample 1) + face_encodings (5-point, 1 jitter) on dlib-bin"
+    )
+    return out
 
 
 # --------------------------------------------------------------------------- report
@@ -330,14 +459,71 @@ def print_report(result: dict[str, Any]) -> None:
     print("\n(b) whole path: read, decode, detect, landmarks, align, embed")
     if "skipped" in pipe:
         print(f"  skipped: {pipe['skipped']}")
+    else:
+        print(f"  {pipe['images']} images ({pipe['source']})")
+        print(f"  {'image batch':>11} {'ours img/s':>10} {'ms/img':>8} {'faces':>6} {'none':>5}")
+        for r in pipe["rows"]:
+            print(f"  {r['image_batch']:>11d} {r['images_per_s']:>10.2f} "
+                  f"{r['ms_per_image']:>8.1f} {r['faces']:>6d} {r['images_without_face']:>5d}")
+        print(
+            f"  face_recognition (one at a time): {pipe['face_recognition_images_per_s']:.2f} "
+            f"img/s ({pipe['face_recognition_faces']} faces, "
+            f"{pipe['face_recognition_images_without_face']} without); ours at batch "
+            f"{pipe['image_batch']}: {pipe['ratio']:.1f}x"
+        )
+    acc = result["accuracy"]
+    print("\n(c) LFW View 1 accuracy: threshold on DevTrain, accuracy on DevTest")
+    if "skipped" in acc:
+        print(f"  skipped: {acc['skipped']}")
         return
-    print(
-        f"  {pipe['images']} images ({pipe['source']}): ours {pipe['ours_images_per_s']:.2f} img/s "
-        f"({pipe['ours_faces']} faces, {pipe['ours_images_without_face']} without), "
-        f"face_recognition {pipe['face_recognition_images_per_s']:.2f} img/s "
-        f"({pipe['face_recognition_faces']} faces, "
-        f"{pipe['face_recognition_images_without_face']} without); ratio {pipe['ratio']:.1f}x"
-    )
+    print(f"  {acc['train_pairs']} train / {acc['test_pairs']} test pairs "
+          f"({acc['pairs_per_kind']} of each kind per file)")
+    print(f"  {'pipeline':<17} {'threshold':>9} {'accuracy':>9} {'+-':>6} {'at 0.6':>7} "
+          f"{'no face':>7} {'seconds':>8}")
+    for name in ("ours", "face_recognition"):
+        a = acc[name]
+        std, at06 = a["test_accuracy_subsets_std"], a["test_accuracy_at_0_6"]
+        print(f"  {name:<17} {a['threshold']:>9.3f} {100 * a['test_accuracy']:>8.1f}% "
+              f"{100 * std:>5.1f}% {100 * at06:>6.1f}% "
+              f"{a['images_without_face']:>7d} {a['seconds']:>8.0f}")
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Faces/s against batch size (chips, both sides) and images/s against
+    image batch (whole path)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    rows = result["chips"]["rows"]
+    batches = [r["batch"] for r in rows]
+    ax1.plot(batches, [r["ours_faces_per_s"] for r in rows], marker="o", label="ours (TensorFlow)")
+    ax1.plot(batches, [r["dlib_faces_per_s"] for r in rows], marker="o", label="dlib-bin")
+    ax1.set_xscale("log", base=2)
+    ax1.set_yscale("log")
+    ax1.set_xlabel("chips per call")
+    ax1.set_ylabel("faces/s")
+    ax1.set_title("aligned chips -> 128-d")
+    ax1.legend()
+    pipe = result["pipeline"]
+    if "rows" in pipe:
+        b = [r["image_batch"] for r in pipe["rows"]]
+        ax2.plot(b, [r["images_per_s"] for r in pipe["rows"]], marker="o", label="ours")
+        ax2.axhline(pipe["face_recognition_images_per_s"], color="C1",
+                    label="face_recognition (one at a time)")
+        ax2.set_xscale("log", base=2)
+        ax2.set_xlabel("images per engine call")
+        ax2.set_ylabel("images/s")
+        ax2.set_title(f"whole path, {pipe['images']} LFW images")
+        ax2.legend()
+    m = result["machine"]
+    fig.suptitle(f"{m['cpu_model']}, {m['cores']} cores", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -345,7 +531,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
     parser.add_argument("--limit", type=int, default=None, help="images for part (b)")
-    parser.add_argument("--image-batch", type=int, default=16, help="images per engine call")
+    parser.add_argument("--image-batch", help="images per engine call, comma-separated "
+                        "(default 1,8,32,64)")
+    parser.add_argument("--lfw", type=Path, default=DEFAULT_LFW,
+                        help="LFW View 1 (pairsDevTrain.txt, pairsDevTest.txt, images/)")
+    parser.add_argument("--pairs-limit", type=int, default=None,
+                        help="pairs of each kind per file for (c) (default 150; 0: all)")
+    parser.add_argument("--skip-accuracy", action="store_true", help="no part (c)")
+    parser.add_argument("--plot", type=Path, help="PNG (default: beside --out)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--quick", action="store_true", help="shorter timings, 60 images")
     group.add_argument("--smoke", action="store_true", help="tiny inputs: a smoke test")
@@ -375,16 +568,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             paths, source = pick_images(args.images, limit), str(args.images)
         else:
             paths, source = [], ""
+        batches = (
+            tuple(int(b) for b in args.image_batch.split(","))
+            if args.image_batch else mode.image_batches
+        )
         if paths:
-            pipeline = bench_pipeline(paths, args.image_batch)
+            pipeline = bench_pipeline(paths, batches)
             pipeline["source"] = source
             result["pipeline"] = pipeline
         else:
             result["pipeline"] = {"skipped": f"no images at {args.images} (LFW View 1 absent)"}
+    per_kind = args.pairs_limit if args.pairs_limit is not None else mode.pairs_per_kind
+    if args.skip_accuracy:
+        result["accuracy"] = {"skipped": "--skip-accuracy"}
+    elif (args.lfw / "pairsDevTest.txt").is_file():
+        result["accuracy"] = bench_accuracy(args.lfw, per_kind)
+    else:
+        result["accuracy"] = {"skipped": f"no LFW View 1 at {args.lfw}"}
+    result["machine_facts"] = machine_facts()
+    print(f"machine: {describe(result['machine_facts'])}")
     print_report(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out}")
+    png = args.plot or args.out.with_suffix(".png")
+    plot(result, png)
+    print(f"wrote {png}")
     return 0
 
 

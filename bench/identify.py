@@ -17,7 +17,8 @@ Timings are single-process; numpy's BLAS may use several threads.
 
 Usage: ``python bench/identify.py [--smoke] [--sizes 1000,10000]
 [--out FILE]``. Prints a table and writes JSON (default
-``bench/results/identify.json``).
+``bench/results/identify.json``) and a PNG of latency and memory against the
+gallery size beside it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from machine import describe, machine_facts
 
 from facegate.matching import Gallery, identify, identify_many, reference_identify
 
@@ -190,6 +192,37 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Latency per probe (single, batched) and memory against the gallery size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [r["templates"] for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(sizes, [r["single_ms_median"] for r in rows], marker="o", label="one probe")
+    ax1.plot(sizes, [r["batch_per_probe_ms"] for r in rows], marker="o",
+             label=f"per probe in a batch of {rows[0]['batch']}")
+    ax1.set_ylabel("ms per probe (median)")
+    ax1.set_title("identify latency")
+    ax2.plot(sizes, [r["gallery_mb"] for r in rows], marker="o", label="gallery")
+    ax2.plot(sizes, [r["batch_peak_extra_mb"] for r in rows], marker="o",
+             label="peak extra, one batched query")
+    ax2.set_ylabel("MB")
+    ax2.set_title("memory")
+    for ax in (ax1, ax2):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("templates in the gallery")
+        ax.legend()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds in all")
@@ -228,12 +261,17 @@ def main(argv: list[str] | None = None) -> int:
         "threshold": THRESHOLD,
         "margin": MARGIN,
         "environment": environment(),
+        "machine": machine_facts(),
         "results": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    print(f"machine: {describe(doc['machine'])}")
     print(table(rows))
     print(f"wrote {args.out}")
+    png = args.out.with_suffix(".png")
+    plot(rows, png, f"{doc['machine']['cpu_model']}, numpy {np.__version__}")
+    print(f"wrote {png}")
     bad = sum(r["reference_mismatches"] for r in rows)
     if bad:
         print(f"error: {bad} probe(s) disagree with reference_identify", file=sys.stderr)

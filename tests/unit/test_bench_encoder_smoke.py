@@ -54,3 +54,14 @@ def test_encoder_bench_smoke(tmp_path: Path) -> None:
         assert pipeline[key] > 0, (key, pipeline)
     # the sample portraits each show one face, and both pipelines find them
     assert pipeline["ours_faces"] >= 3 and pipeline["face_recognition_faces"] >= 3
+    assert [r["image_batch"] for r in pipeline["rows"]] == [1, 3]
+    for row in pipeline["rows"]:
+        assert row["images_per_s"] > 0 and row["faces"] >= 3
+
+    accuracy = result["accuracy"]
+    if "skipped" not in accuracy:  # LFW View 1 is beside the checkout
+        assert accuracy["train_pairs"] == accuracy["test_pairs"] == 6
+        for side in ("ours", "face_recognition"):
+            assert 0.0 <= accuracy[side]["test_accuracy"] <= 1.0
+            assert 0.0 < accuracy[side]["threshold"] < 2.0
+    assert out.with_suffix(".png").is_file()
