@@ -696,7 +696,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--find-max", action="store_true", help="step the rate up")
     parser.add_argument("--scaling", metavar="SPEC",
                         help='find-max per "encoders x batch" config, e.g. "1x1,1x16,2x16"')
-    parser.add_argument("--start-rate", type=float, default=2.0)
+    parser.add_argument("--start-rate", type=float, default=4.0)
     parser.add_argument("--factor", type=float, default=1.5)
     parser.add_argument("--max-steps", type=int, default=8)
     parser.add_argument("--refine", type=int, default=2, help="bisection steps after a failure")
