@@ -98,9 +98,9 @@ def test_two_people_side_by_side_are_two_faces(
     assert _dist(xs[1], alone_obama) > 0.7
 
 
-def test_mirror_averaging_is_part_of_the_model_id(face_engine: FaceEncoder) -> None:
+def test_averaging_settings_are_part_of_the_model_id(face_engine: FaceEncoder) -> None:
     assert face_engine.model_id.startswith("dlib_resnet_v1-")
-    assert face_engine.model_id.endswith("+mirror")
+    assert face_engine.model_id.endswith("+mirror+lm0.9_1_1.1+zoom1_1.06")
     assert face_engine.dimension == 128
 
 

@@ -45,17 +45,33 @@ class EngineConfig:
     work). ``max_faces``: per image, largest faces first; more are dropped.
     ``min_face_size``: faces whose chip region is smaller (source pixels) are
     dropped as unusable.
+    ``landmark_box_scales``: the 5 landmarks are the mean of the landmark
+    model's answers for the detector's box scaled by each factor about its
+    centre (steadier alignment than one box; the model is cheap).
+    ``chip_zooms``: the encoding is also averaged over chips cut with the
+    face enlarged by each factor (about the landmarks' centroid); ``(1.0,)``
+    is the single dlib chip. Each extra zoom costs one more network pass.
+
+    Measured on LFW View 1 (threshold on DevTrain, 10-fold CV on DevTrain /
+    accuracy on DevTest): one box, one zoom 99.18% / 98.9%; box scales
+    (0.9, 1, 1.1) 99.36% / 99.0%; with zooms (1, 1.06) 99.45% / 99.3%.
     """
 
     mirror_average: bool = True
     max_faces: int = 8
     min_face_size: float = 0.0
+    landmark_box_scales: tuple[float, ...] = (0.9, 1.0, 1.1)
+    chip_zooms: tuple[float, ...] = (1.0, 1.06)
 
     def __post_init__(self) -> None:
         if self.max_faces < 1:
             raise ValueError("max_faces must be >= 1")
         if self.min_face_size < 0:
             raise ValueError("min_face_size must be >= 0")
+        for name in ("landmark_box_scales", "chip_zooms"):
+            values = getattr(self, name)
+            if not values or not all(0.5 <= v <= 2.0 for v in values):
+                raise ValueError(f"{name} must be a non-empty tuple of factors in [0.5, 2]")
 
 
 class FaceEngine:
@@ -76,8 +92,7 @@ class FaceEngine:
         self.embedder = embedder
         self.config = config or EngineConfig()
         self.fallback_detector = fallback_detector
-        suffix = "+mirror" if self.config.mirror_average else ""
-        self.model_id = f"{embedder.model_id}{suffix}"
+        self.model_id = embedder.model_id + _model_suffix(self.config)
         self.dimension = embedder.dimension
 
     def embed_chips(self, chips: Chips) -> Encodings:
@@ -123,24 +138,41 @@ class FaceEngine:
                 continue
             ordered = sorted(boxes, key=lambda b: b.width * b.height, reverse=True)
             ordered = ordered[: self.config.max_faces]
-            landmarks = [self.predictor.predict(image, box) for box in ordered]
+            landmarks = [self.landmarks(image, box) for box in ordered]
             chips, sizes = self.extract(image, landmarks)
-            for box, marks, chip, size in zip(ordered, landmarks, chips, sizes, strict=True):
+            views = [
+                chips
+                if z == 1.0
+                else self.extract(image, [zoom_landmarks(m, z) for m in landmarks])[0]
+                for z in self.config.chip_zooms
+            ]
+            for k, (box, marks, size) in enumerate(zip(ordered, landmarks, sizes, strict=True)):
                 if size < self.config.min_face_size:
                     continue
-                chips_parts.append(chip[None])
+                chips_parts.append(np.stack([view[k] for view in views]))
                 meta.append((index, box, marks, float(size)))
         results: list[list[Face]] = [[] for _ in images]
         if not meta:
             if timings is not None:
                 timings["embedded"] = time.time()
             return results
+        per_face = chips_parts[0].shape[0]
         encodings = self.embed_chips(np.concatenate(chips_parts, axis=0))
+        encodings = encodings.reshape(len(meta), per_face, -1).mean(axis=1, dtype=np.float32)
         if timings is not None:
             timings["embedded"] = time.time()
         for (index, box, marks, size), enc in zip(meta, encodings, strict=True):
             results[index].append(Face(box=box, landmarks=marks, size=size, encoding=enc))
         return results
+
+    def landmarks(self, image: Image, box: Box) -> npt.NDArray[np.float32]:
+        """The 5 landmarks for ``box``: the mean over the configured box scales."""
+        scales = self.config.landmark_box_scales
+        if scales == (1.0,):
+            return self.predictor.predict(image, box)
+        marks = [self.predictor.predict(image, scale_box(box, s)) for s in scales]
+        mean: npt.NDArray[np.float32] = np.mean(marks, axis=0).astype(np.float32)
+        return mean
 
     def warm_up(self) -> None:
         """Run every compiled path once so the first real request is not slow."""
@@ -149,3 +181,30 @@ class FaceEngine:
             warm()
         grey = np.full((160, 160, 3), 127, dtype=np.uint8)
         self.detector.detect([grey])
+
+
+def scale_box(box: Box, factor: float) -> Box:
+    """``box`` scaled by ``factor`` about its centre."""
+    cx, cy = box.center
+    half_w = box.width * factor / 2.0
+    half_h = box.height * factor / 2.0
+    return Box(cx - half_w, cy - half_h, cx + half_w, cy + half_h, box.score)
+
+
+def zoom_landmarks(landmarks: npt.NDArray[np.float32], zoom: float) -> npt.NDArray[np.float32]:
+    """Landmarks drawn towards their centroid by ``zoom``: the chip cut from
+    them shows the face ``zoom`` times larger."""
+    centroid = landmarks.mean(axis=0, dtype=np.float64)
+    zoomed: npt.NDArray[np.float32] = (centroid + (landmarks - centroid) / zoom).astype(np.float32)
+    return zoomed
+
+
+def _model_suffix(config: EngineConfig) -> str:
+    """What the configuration adds to the embedder's model id (encodings made
+    under different settings are not interchangeable)."""
+    suffix = "+mirror" if config.mirror_average else ""
+    if config.landmark_box_scales != (1.0,):
+        suffix += "+lm" + "_".join(f"{s:g}" for s in config.landmark_box_scales)
+    if config.chip_zooms != (1.0,):
+        suffix += "+zoom" + "_".join(f"{z:g}" for z in config.chip_zooms)
+    return suffix
