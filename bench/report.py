@@ -112,8 +112,8 @@ def e2e(doc: dict[str, Any]) -> list[str]:
     out = [f"`{doc['command']}`", ""]
     out += [
         "| configuration | offered/s | decided | decisions/s | p50 ms | p90 ms | p99 ms "
-        "| max ms | lost | dup | wrong | mean batch | load avg before | result |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| max ms | lost | dup | wrong | timeout | mean batch | load avg before | result |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in doc["runs"]:
         for s in run.get("steps", []):
@@ -128,7 +128,7 @@ def e2e(doc: dict[str, Any]) -> list[str]:
                 f"| {run['config']['name']} | {s['offered_rate']:g} | {s['decisions']}/"
                 f"{s['uploads_sent']} | {s['throughput']:.2f} | {_n(lat['p50'])} "
                 f"| {_n(lat['p90'])} | {_n(lat['p99'])} | {_n(lat['max'])} | {s['lost']} "
-                f"| {s['duplicated']} | {s['unexpected_decisions']} "
+                f"| {s['duplicated']} | {s['unexpected_decisions']} | {s.get('timeouts', '-')} "
                 f"| {s['encoder_batches']['mean_size']:.1f} "
                 f"| {load_text} | {verdict} |"
             )
