@@ -34,8 +34,9 @@ from facegate.adapters.objectstore import ObjectStore
 from facegate.adapters.redis_store import RedisStore
 from facegate.engine.images import decode_image
 from facegate.engine.types import Face, FaceEncoder, Image
-from facegate.errors import PermanentError, TransientError
+from facegate.errors import ImageError, PermanentError, TransientError
 from facegate.messages import EncodeRequest, MatchRequest, Reason, UploadKind
+from facegate.policy import DEADLINE_STAMPS
 from facegate.replies import encode_reply, face_box
 from facegate.settings import EncoderSettings
 
@@ -73,6 +74,10 @@ def enrol_reply(
     )
 
 
+TIMED_OUT = ImageError("past the deadline")
+"""Placeholder fetched value of an upload that is not fetched (expired)."""
+
+
 class EncoderService:
     """Runs batches; one per worker process (called from the batcher thread)."""
 
@@ -102,6 +107,14 @@ class EncoderService:
 
     # --- stages -------------------------------------------------------------------
 
+    def _expired(self, request: EncodeRequest, now: float) -> bool:
+        """An access upload already past the door's deadline (the matcher
+        would deny it with ``timeout``): not worth encoding."""
+        if request.kind is not UploadKind.ACCESS:
+            return False
+        times = [request.stamps[s] for s in DEADLINE_STAMPS if s in request.stamps]
+        return bool(times) and now - min(times) > self.settings.deadline_s
+
     def _fetch(self, request: EncodeRequest) -> bytes | BaseException:
         try:
             return self.objects.get(request.key, self.settings.max_image_bytes)
@@ -127,7 +140,13 @@ class EncoderService:
         stamps: list[dict[str, float]] = [
             {**r.stamps, "encode_start": start} for r in requests
         ]
-        raw = list(self._pool.map(self._fetch, requests))
+        expired = [self._expired(r, start) for r in requests]
+        raw = list(
+            self._pool.map(
+                lambda pair: TIMED_OUT if pair[1] else self._fetch(pair[0]),
+                zip(requests, expired, strict=True),
+            )
+        )
         fetched = self.clock()
         images = [self._decode(d) for d in raw]
         decoded = self.clock()
@@ -159,7 +178,11 @@ class EncoderService:
             if isinstance(image, TransientError):
                 results.append(image)
                 continue
-            if isinstance(image, BaseException):
+            if expired[i]:
+                error = Reason.TIMEOUT
+                detail = "older than FACEGATE_DEADLINE_S when its batch started"
+                log.info("upload %s: past its deadline, not encoded", request.upload_id)
+            elif isinstance(image, BaseException):
                 error = Reason.from_error(image)
                 detail = str(image)
                 log.info("upload %s (%s): %s", request.upload_id, request.key, image)

@@ -382,9 +382,14 @@ class EncoderSettings(CommonSettings):
     """``None``: the engine's own user cache directory."""
     probe_ttl_s: int = 3600
     max_image_bytes: int = 10 * 1024 * 1024
+    deadline_s: float = 10.0
+    """Access uploads older than this when their batch starts are not
+    encoded: they go to the matcher as ``timeout`` (the matcher's rule, applied
+    early so an overloaded encoder spends its time on fresh uploads)."""
 
     ENV_NAMES: ClassVar[dict[str, str]] = {
         **CommonSettings.ENV_NAMES,
+        "deadline_s": "FACEGATE_DEADLINE_S",
         "batch_size": "FACEGATE_BATCH_SIZE",
         "batch_wait_ms": "FACEGATE_BATCH_WAIT_MS",
         "model_cache": "FACEGATE_MODEL_CACHE",
@@ -402,6 +407,7 @@ class EncoderSettings(CommonSettings):
             "max_image_bytes": env.get(
                 "FACEGATE_MAX_IMAGE_BYTES", _int, 10 * 1024 * 1024, low=1024, high=100 * 2**20
             ),
+            "deadline_s": env.get("FACEGATE_DEADLINE_S", _float, 10.0, low=0.1, high=3600.0),
         }
 
 

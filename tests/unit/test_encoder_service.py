@@ -106,7 +106,7 @@ def request(i: int, kind: UploadKind = UploadKind.ACCESS) -> EncodeRequest:
 
 
 def make(objects: dict[str, bytes | BaseException], *, store: FakeStore | None = None,
-         engine: FakeEngine | None = None, send_fails: bool = False
+         engine: FakeEngine | None = None, send_fails: bool = False, now: float = 2.0
          ) -> tuple[EncoderService, FakeStore, FakeEngine, list[MatchRequest]]:
     sent: list[MatchRequest] = []
     store = store or FakeStore()
@@ -119,7 +119,7 @@ def make(objects: dict[str, bytes | BaseException], *, store: FakeStore | None =
 
     settings = EncoderSettings.from_env({"FACEGATE_ENV": "development"})
     service = EncoderService(settings, FakeObjects(objects), store,  # type: ignore[arg-type]
-                             engine, send, clock=lambda: 2.0)
+                             engine, send, clock=lambda: now)
     return service, store, engine, sent
 
 
@@ -202,3 +202,20 @@ def test_oversized_object_is_a_bad_image() -> None:
     service, _, _, sent = make({reqs[0].key: b"x" * (11 * 1024 * 1024)})
     service.process_batch(reqs)
     assert sent[0].error is Reason.BAD_IMAGE
+
+
+def test_uploads_past_the_deadline_are_not_encoded_but_answered() -> None:
+    fresh, stale = request(1), request(2)
+    fresh = EncodeRequest.from_dict({**fresh.to_dict(), "stamps": {"uploaded": 55.0}})
+    enrol = request(3, UploadKind.ENROLL)  # uploaded at 1.0: enrolments have no deadline
+    objects: dict[str, bytes | BaseException] = {
+        r.key: png(1, 1) for r in (fresh, stale, enrol)
+    }
+    service, store, engine, sent = make(objects, now=60.0)  # stale: uploaded 1.0, 59 s ago
+    service.process_batch([fresh, stale, enrol])
+    assert engine.batches == [2]  # the fresh upload and the enrolment (no deadline)
+    by_id = {m.upload_id: m for m in sent}
+    assert by_id[stale.upload_id].error is Reason.TIMEOUT
+    assert by_id[fresh.upload_id].error is None
+    assert stale.upload_id not in store.probes
+    assert parse_reply(store.replies[enrol.upload_id]).faces == 1
