@@ -108,3 +108,21 @@ def test_embed_chips_rejects_wrong_shapes(face_engine: FaceEncoder) -> None:
     with pytest.raises(ValueError):
         face_engine.embed_chips(np.zeros((2, 150, 150), np.uint8))
     assert face_engine.embed_chips(np.zeros((0, 150, 150, 3), np.uint8)).shape == (0, 128)
+
+
+def test_large_snapshots_are_searched_at_reduced_size_with_the_same_result(
+    load_sample: Loader,
+) -> None:
+    """obama3.jpg is 1434x2333: detection on the 1024-px copy finds the same
+    face (boxes within 3% of its size) as on the full image."""
+    from facegate.engine.detector import DetectorConfig, MtcnnDetector
+
+    image = load_sample("obama3.jpg")
+    assert max(image.shape[:2]) > 1024
+    full = MtcnnDetector(DetectorConfig(max_side=0)).detect([image])[0]
+    reduced = MtcnnDetector(DetectorConfig(max_side=1024)).detect([image])[0]
+    assert len(full) == len(reduced) == 1
+    a, b = full[0], reduced[0]
+    tolerance = 0.03 * a.width
+    for x, y in ((a.left, b.left), (a.top, b.top), (a.right, b.right), (a.bottom, b.bottom)):
+        assert abs(x - y) < tolerance

@@ -59,3 +59,37 @@ def test_dlib_box_is_rotation_tolerant() -> None:
 def test_config_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         DetectorConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_downscale_keeps_small_images_and_shrinks_large_ones() -> None:
+    from facegate.engine.detector import downscale
+
+    small = np.zeros((480, 640, 3), np.uint8)
+    same, factor = downscale(small, 1024)
+    assert same is small and factor == 1.0
+    big = np.zeros((2333, 1434, 3), np.uint8)
+    out, factor = downscale(big, 1024)
+    assert out.shape == (1024, 629, 3) and out.dtype == np.uint8
+    assert factor == pytest.approx(1024 / 2333)
+    assert downscale(big, 0)[0] is big
+
+
+def test_detections_on_a_scaled_copy_map_back_to_the_original() -> None:
+    from facegate.engine.detector import Detection, scale_detection
+    from facegate.engine.types import Box
+
+    points = np.array([[10, 20], [30, 20], [20, 30], [12, 40], [28, 40]], np.float32)
+    det = Detection(Box(5, 10, 35, 50, 0.9), points)
+    back = scale_detection(det, 0.5)
+    assert (back.box.left, back.box.top, back.box.right, back.box.bottom) == (10, 20, 70, 100)
+    assert back.box.score == 0.9
+    np.testing.assert_allclose(back.points, points * 2)
+    assert scale_detection(det, 1.0) is det
+
+
+def test_max_side_must_leave_room_for_the_minimum_face() -> None:
+    from facegate.engine.detector import DetectorConfig
+
+    with pytest.raises(ValueError):
+        DetectorConfig(min_face_size=40, max_side=100)
+    DetectorConfig(max_side=0)
