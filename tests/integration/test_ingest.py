@@ -232,7 +232,15 @@ def test_presigned_put_reaches_the_encode_queue(
     assert (task.door, task.camera, task.badge) == ("front", "cam1", "alice")
     assert before <= task.stamps["uploaded"] <= task.stamps["ingested"] <= time.time()
     assert object_store.get(doc["key"], max_bytes=1000) == JPEG
-    # the filer's event was counted once; a redelivery of it is a duplicate
+    # The filer's event was counted once; a redelivery of it is a duplicate.
+    # Ingest marks the claim only after the send returned (a send that failed
+    # must not look done), so wait for the mark: a redelivery racing the first
+    # send may legitimately be sent again (the matcher still decides once).
+    claim_name = keys.claim_key(doc["upload_id"])
+    deadline = time.monotonic() + 10
+    while services_redis.hget(claim_name, "enqueued") is None:
+        assert time.monotonic() < deadline, "ingest never marked the claim enqueued"
+        time.sleep(0.02)
     token = client.settings.webhook_token
     status, result = client.request(
         "POST", f"/v1/events?token={token}", seaweed_event(client.settings.bucket, doc["key"])
