@@ -115,7 +115,9 @@ class EncoderService:
         times = [request.stamps[s] for s in DEADLINE_STAMPS if s in request.stamps]
         return bool(times) and now - min(times) > self.settings.deadline_s
 
-    def _fetch(self, request: EncodeRequest) -> bytes | BaseException:
+    def _fetch(self, request: EncodeRequest, expired: bool = False) -> bytes | BaseException:
+        if expired:
+            return TIMED_OUT  # answered with timeout below; not worth fetching
         try:
             return self.objects.get(request.key, self.settings.max_image_bytes)
         except (PermanentError, TransientError) as exc:
@@ -141,12 +143,7 @@ class EncoderService:
             {**r.stamps, "encode_start": start} for r in requests
         ]
         expired = [self._expired(r, start) for r in requests]
-        raw = list(
-            self._pool.map(
-                lambda pair: TIMED_OUT if pair[1] else self._fetch(pair[0]),
-                zip(requests, expired, strict=True),
-            )
-        )
+        raw = list(self._pool.map(self._fetch, requests, expired))
         fetched = self.clock()
         images = [self._decode(d) for d in raw]
         decoded = self.clock()

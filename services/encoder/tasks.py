@@ -12,7 +12,6 @@ DENY, and an enrolment gets an error reply. An undecodable message whose
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import Any
@@ -21,7 +20,7 @@ from celery import Celery, Task
 
 from facegate.celery_app import ENCODE_TASK, send_match
 from facegate.errors import BadMessageError, TransientError
-from facegate.messages import EncodeRequest, MatchRequest, Reason, UploadKind, is_name, is_upload_id
+from facegate.messages import EncodeRequest, MatchRequest, Reason, UploadKind, legible_ids
 from facegate.settings import EncoderSettings
 from services.encoder.app import EncoderApp, build
 from services.encoder.service import enrol_reply
@@ -45,26 +44,6 @@ def encoder_app(settings: EncoderSettings) -> EncoderApp:
             app = build(settings)
             _apps[key] = app
         return app
-
-
-def _salvage(payload: object) -> MatchRequest | None:
-    """A DENY-carrying match request for an undecodable access message."""
-    try:
-        data = json.loads(payload) if isinstance(payload, str | bytes) else payload
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    upload_id, door, camera = data.get("upload_id"), data.get("door"), data.get("camera")
-    if not (isinstance(upload_id, str) and is_upload_id(upload_id)):
-        return None
-    if not (isinstance(door, str) and is_name(door)):
-        return None
-    if not (isinstance(camera, str) and is_name(camera)):
-        camera = None
-    return MatchRequest(
-        upload_id=upload_id, door=door, camera=camera, error=Reason.INTERNAL_ERROR
-    )
 
 
 def give_up(celery: Celery, app: EncoderApp, request: EncodeRequest, why: str) -> None:
@@ -100,9 +79,16 @@ def register(celery: Celery, settings: EncoderSettings) -> Task:
             request = EncodeRequest.from_json(payload)
         except BadMessageError as exc:
             log.error("dropping undecodable encode request: %s", exc)
-            salvaged = _salvage(payload)
-            if salvaged is not None:
-                send_match(celery, salvaged)
+            ids = legible_ids(payload)
+            if ids is not None:
+                upload_id, door, camera = ids
+                send_match(
+                    celery,
+                    MatchRequest(
+                        upload_id=upload_id, door=door, camera=camera,
+                        error=Reason.INTERNAL_ERROR,
+                    ),
+                )
             return
         app = encoder_app(settings)
         try:

@@ -11,7 +11,6 @@ decision).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from typing import Any
@@ -20,7 +19,7 @@ from celery import Celery, Task
 
 from facegate.celery_app import MATCH_TASK
 from facegate.errors import BadMessageError, TransientError
-from facegate.messages import MatchRequest, Reason, is_name, is_upload_id
+from facegate.messages import MatchRequest, Reason, legible_ids
 from facegate.settings import MatcherSettings
 from services.matcher.app import MatcherApp, build
 
@@ -43,24 +42,6 @@ def matcher_app(settings: MatcherSettings) -> MatcherApp:
         return app
 
 
-def _salvage(payload: object) -> tuple[str, str, str | None] | None:
-    """``(upload_id, door, camera)`` from an undecodable message, if legible."""
-    try:
-        data = json.loads(payload) if isinstance(payload, str | bytes) else payload
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    upload_id, door, camera = data.get("upload_id"), data.get("door"), data.get("camera")
-    if not (isinstance(upload_id, str) and is_upload_id(upload_id)):
-        return None
-    if not (isinstance(door, str) and is_name(door)):
-        return None
-    if not (isinstance(camera, str) and is_name(camera)):
-        camera = None
-    return upload_id, door, camera
-
-
 def register(celery: Celery, settings: MatcherSettings) -> Task:
     """Register ``facegate.match`` on ``celery``; returns the task."""
 
@@ -71,7 +52,7 @@ def register(celery: Celery, settings: MatcherSettings) -> Task:
             request = MatchRequest.from_json(payload)
         except BadMessageError as exc:
             log.error("dropping undecodable match request: %s", exc)
-            found = _salvage(payload)
+            found = legible_ids(payload)
             if found is not None:
                 app.service.deny(found[0], found[1], found[2], Reason.INTERNAL_ERROR)
             return

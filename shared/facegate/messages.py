@@ -114,6 +114,26 @@ def is_person(value: str) -> bool:
     return bool(_PERSON_RE.match(value))
 
 
+def legible_ids(payload: object) -> tuple[str, str, str | None] | None:
+    """``(upload_id, door, camera)`` of a message that does not decode, when
+    those fields can still be read (so the door can be answered with DENY);
+    ``camera`` is ``None`` when it is not legible."""
+    try:
+        data = json.loads(payload) if isinstance(payload, str | bytes) else payload
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    upload_id, door, camera = data.get("upload_id"), data.get("door"), data.get("camera")
+    if not (isinstance(upload_id, str) and is_upload_id(upload_id)):
+        return None
+    if not (isinstance(door, str) and is_name(door)):
+        return None
+    if not (isinstance(camera, str) and is_name(camera)):
+        camera = None
+    return upload_id, door, camera
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -414,4 +434,5 @@ __all__ = [
     "is_name",
     "is_person",
     "is_upload_id",
+    "legible_ids",
 ]

@@ -43,23 +43,38 @@ def cache_root() -> Path:
     return Path(base) / "facegate"
 
 
+def _pip_download(
+    folder: str, requirement: str, options: list[str], pattern: str, what: str
+) -> list[Path]:
+    """Fetch one distribution with pip (nothing installed); the files in
+    ``folder`` matching ``pattern``, or ConfigError naming ``what``."""
+    cmd = [
+        sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+        *options, "-d", folder, requirement,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    found = sorted(Path(folder).glob(pattern))
+    if proc.returncode != 0 or not found:
+        raise ConfigError(
+            f"could not download {what} ({requirement} from PyPI): "
+            f"{proc.stderr.strip()[-500:]}"
+        )
+    return found
+
+
 def sample_faces_dir() -> Path:
     """Return a folder holding :data:`SAMPLE_NAMES`, downloading them once."""
     target = cache_root() / "samples" / "face_recognition-1.3.0"
     if all((target / n).is_file() for n in SAMPLE_NAMES):
         return target
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-            "--no-binary", ":all:", "--no-build-isolation", "-d", tmp, SDIST_REQUIREMENT,
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        archives = list(Path(tmp).glob("face_recognition-1.3.0.tar.gz"))
-        if proc.returncode != 0 or not archives:
-            raise ConfigError(
-                f"could not download the sample faces ({SDIST_REQUIREMENT} sdist from PyPI): "
-                f"{proc.stderr.strip()[-500:]}"
-            )
+        archives = _pip_download(
+            tmp,
+            SDIST_REQUIREMENT,
+            ["--no-binary", ":all:", "--no-build-isolation"],
+            "face_recognition-1.3.0.tar.gz",
+            "the sample faces",
+        )
         staging = Path(tmp) / "out"
         staging.mkdir()
         with tarfile.open(archives[0]) as tar:
@@ -91,17 +106,10 @@ def astronaut_path() -> Path:
     if target.is_file():
         return target
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-            "--only-binary", ":all:", "-d", tmp, SKIMAGE_REQUIREMENT,
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        wheels = list(Path(tmp).glob("scikit_image-*.whl"))
-        if proc.returncode != 0 or not wheels:
-            raise ConfigError(
-                f"could not download {SKIMAGE_REQUIREMENT} from PyPI: "
-                f"{proc.stderr.strip()[-500:]}"
-            )
+        wheels = _pip_download(
+            tmp, SKIMAGE_REQUIREMENT, ["--only-binary", ":all:"], "scikit_image-*.whl",
+            "the astronaut portrait",
+        )
         with zipfile.ZipFile(wheels[0]) as wheel:
             try:
                 data = wheel.read("skimage/data/astronaut.png")
