@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(PY) -m facegate.demo
+	$(PY) -m facegate.tools.demo
 
 test: install
 	bash scripts/run-tests.sh

@@ -1,7 +1,7 @@
 """Benchmark: the whole pipeline under load, on a local stack of its own.
 
 Starts Redis, SeaweedFS, ingest, N encoder and one matcher process
-(``facegate.devstack``; ports ``--base-port`` .. +6, default 27400; state in a
+(``facegate.tools.devstack``; ports ``--base-port`` .. +6, default 27400; state in a
 temporary folder; stopped at the end), configures ``--doors`` doors (half
 badge + face, half face only), enrols two residents through the encoder
 (face_recognition's sample photos of Obama and Biden), then, acting as the
@@ -71,7 +71,7 @@ from typing import Any
 import numpy as np
 from machine import describe, load_average, machine_facts
 
-from facegate.devstack import Stack, StackConfig
+from facegate.tools.devstack import Stack, StackConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "e2e_load.json"
@@ -128,8 +128,8 @@ def _camera_jpeg(data: bytes, size: int, mirror: bool = False) -> bytes:
 
 def load_pictures(camera_size: int) -> tuple[dict[str, list[tuple[str, bytes]]], list[Picture]]:
     """Enrolment photos per resident, and the snapshots the cameras send."""
-    from facegate.demo import no_face_picture
-    from facegate.samples import astronaut_path, sample_faces_dir
+    from facegate.tools.demo import no_face_picture
+    from facegate.tools.samples import astronaut_path, sample_faces_dir
 
     faces = sample_faces_dir()
     enrol = {
@@ -204,7 +204,7 @@ class LockSide:
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
-        from facegate import keys
+        from facegate.core import keys
 
         channels = {keys.door_channel(door): door for door in self.listeners}
         pubsub = self.client.pubsub(ignore_subscribe_messages=False)
@@ -280,15 +280,15 @@ def open_site(
 ) -> Site:
     import redis
 
+    from facegate.adapters.celery_app import make_celery, send_encode
     from facegate.adapters.objectstore import MinioObjectStore
     from facegate.adapters.redis_store import RedisStore
-    from facegate.admin import Admin
-    from facegate.camera import CameraClient
-    from facegate.celery_app import make_celery, send_encode
-    from facegate.lock import DoorListener
-    from facegate.policy import DoorMode, DoorPolicy
-    from facegate.settings import CommonSettings
-    from facegate.signing import ReplayGuard, derive_door_key
+    from facegate.clients.admin import Admin
+    from facegate.clients.camera import CameraClient
+    from facegate.clients.lock import DoorListener
+    from facegate.core.policy import DoorMode, DoorPolicy
+    from facegate.core.signing import ReplayGuard, derive_door_key
+    from facegate.runtime.settings import CommonSettings
 
     env = stack.env()
     settings = CommonSettings.from_env(env)
@@ -334,7 +334,7 @@ def percentiles(values: Sequence[float]) -> dict[str, float | None]:
 
 def audit_counts(client: Any, since_ms: int) -> Counter[str]:
     """Decisions recorded in the audit stream since ``since_ms``, per upload."""
-    from facegate import keys
+    from facegate.core import keys
 
     counts: Counter[str] = Counter()
     start = f"{since_ms}-0"

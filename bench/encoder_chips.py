@@ -11,7 +11,7 @@
     dlib-bin; one image at a time).
 (c) accuracy: both pipelines on LFW View 1, the threshold chosen on the
     DevTrain pairs and the accuracy measured on the DevTest pairs
-    (``facegate.evaluation``); ``--pairs-limit`` pairs of each kind per file.
+    (``facegate.core.evaluation``); ``--pairs-limit`` pairs of each kind per file.
 
 Usage: ``python bench/encoder_chips.py [--quick | --smoke] [--out FILE]``.
 Prints tables and writes JSON (default ``bench/results/encoder_chips.json``)
@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 from machine import describe, machine_facts
 
-from facegate.samples import cache_root, sample_faces_dir
+from facegate.tools.samples import cache_root, sample_faces_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -343,7 +343,7 @@ def subsample(pairs: Any, per_kind: int) -> tuple[list[tuple[Path, Path]], npt.N
 
 def central_location(locations: Sequence[tuple[int, int, int, int]], shape: tuple[int, ...]) -> int:
     """Index of the face a photo is "of" among face_recognition's boxes
-    (top, right, bottom, left): the rule ``facegate.folders.central_face``
+    (top, right, bottom, left): the rule ``facegate.engine.folders.central_face``
     applies to ours (largest, discounted by distance from the centre)."""
     h, w = shape[0], shape[1]
 
@@ -379,10 +379,10 @@ def face_recognition_distances(
 
 def bench_accuracy(lfw: Path, per_kind: int) -> dict[str, Any]:
     """Both pipelines on LFW View 1: the threshold chosen on DevTrain, the
-    accuracy measured on DevTest (``facegate.evaluation``), also at 0.6."""
+    accuracy measured on DevTest (``facegate.core.evaluation``), also at 0.6."""
+    from facegate.core.evaluation import accuracy, read_pairs, train_test
     from facegate.engine.factory import build_face_encoder
-    from facegate.evaluation import accuracy, read_pairs, train_test
-    from facegate.folders import pair_distances
+    from facegate.engine.folders import pair_distances
 
     images = lfw / "images"
     train = subsample(read_pairs(lfw / "pairsDevTrain.txt", images), per_kind)
@@ -403,7 +403,7 @@ def bench_accuracy(lfw: Path, per_kind: int) -> dict[str, Any]:
         "train_pairs": len(train[0]),
         "test_pairs": len(test[0]),
         "protocol": "threshold = best_threshold on the DevTrain pairs; accuracy on the DevTest "
-        "pairs (facegate.evaluation.train_test); a pair with an image without a face counts "
+        "pairs (facegate.core.evaluation.train_test); a pair with an image without a face counts "
         "as wrong",
     }
     for name, distances in (("ours", ours), ("face_recognition", theirs)):

@@ -1,4 +1,4 @@
-"""Benchmark: 1:K identify (``facegate.matching``) against gallery size.
+"""Benchmark: 1:K identify (``facegate.core.matching``) against gallery size.
 
 Synthetic galleries of random 128-d unit vectors, several templates per
 person (default 3), at 1k, 10k, 100k and 1M templates. For each size:
@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 from machine import describe, machine_facts
 
-from facegate.matching import Gallery, identify, identify_many, reference_identify
+from facegate.core.matching import Gallery, identify, identify_many, reference_identify
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "identify.json"

@@ -34,7 +34,7 @@ def lfw_dir() -> Path:
 @pytest.fixture(scope="session")
 def samples_dir() -> Path:
     """Real photos shipped in face_recognition 1.3.0's sdist (downloaded once)."""
-    from facegate.samples import sample_faces_dir
+    from facegate.tools.samples import sample_faces_dir
 
     return sample_faces_dir()
 

@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from facegate.celery_app import ENCODE_QUEUE
-from facegate.errors import ConfigError, FacegateError
-from facegate.settings import EncoderSettings
+from facegate.adapters.celery_app import ENCODE_QUEUE
+from facegate.core.errors import ConfigError, FacegateError
+from facegate.runtime.settings import EncoderSettings
 
 log = logging.getLogger("services.encoder")
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from celery import Celery
 
+from facegate.adapters.celery_app import make_celery, send_match
 from facegate.adapters.objectstore import MinioObjectStore
 from facegate.adapters.redis_store import RedisStore
-from facegate.celery_app import make_celery, send_match
+from facegate.core.messages import EncodeRequest, MatchRequest
 from facegate.engine.types import FaceEncoder
-from facegate.messages import EncodeRequest, MatchRequest
-from facegate.settings import EncoderSettings
+from facegate.runtime.settings import EncoderSettings
 from services.encoder.batcher import Batcher
 from services.encoder.service import Encoded, EncoderService
 

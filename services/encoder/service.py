@@ -32,13 +32,13 @@ import numpy as np
 
 from facegate.adapters.objectstore import ObjectStore
 from facegate.adapters.redis_store import RedisStore
+from facegate.adapters.replies import encode_reply, face_box
+from facegate.core.errors import ImageError, PermanentError, TransientError
+from facegate.core.messages import EncodeRequest, MatchRequest, Reason, UploadKind
+from facegate.core.policy import DEADLINE_STAMPS
 from facegate.engine.images import decode_image
 from facegate.engine.types import Face, FaceEncoder, Image
-from facegate.errors import ImageError, PermanentError, TransientError
-from facegate.messages import EncodeRequest, MatchRequest, Reason, UploadKind
-from facegate.policy import DEADLINE_STAMPS
-from facegate.replies import encode_reply, face_box
-from facegate.settings import EncoderSettings
+from facegate.runtime.settings import EncoderSettings
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from typing import Any
 
 from celery import Celery, Task
 
-from facegate.celery_app import ENCODE_TASK, send_match
-from facegate.errors import BadMessageError, TransientError
-from facegate.messages import EncodeRequest, MatchRequest, Reason, UploadKind, legible_ids
-from facegate.settings import EncoderSettings
+from facegate.adapters.celery_app import ENCODE_TASK, send_match
+from facegate.core.errors import BadMessageError, TransientError
+from facegate.core.messages import EncodeRequest, MatchRequest, Reason, UploadKind, legible_ids
+from facegate.runtime.settings import EncoderSettings
 from services.encoder.app import EncoderApp, build
 from services.encoder.service import enrol_reply
 

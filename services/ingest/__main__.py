@@ -1,6 +1,6 @@
 """``python -m services.ingest [--check-config]``: the ingest HTTP service.
 
-Reads :class:`~facegate.settings.IngestSettings` from the environment, makes
+Reads :class:`~facegate.runtime.settings.IngestSettings` from the environment, makes
 sure the uploads bucket exists (bounded wait for the store), then serves on
 ``FACEGATE_INGEST_HOST:FACEGATE_INGEST_PORT`` until SIGTERM or SIGINT, which
 finish the requests in flight and exit 0. ``--check-config`` prints the
@@ -18,8 +18,8 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from facegate.errors import ConfigError, TransientError
-from facegate.settings import IngestSettings
+from facegate.core.errors import ConfigError, TransientError
+from facegate.runtime.settings import IngestSettings
 
 if TYPE_CHECKING:
     from services.ingest.app import IngestApp

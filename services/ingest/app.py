@@ -9,7 +9,7 @@
 
 What ingest does with an upload, whichever way it arrives: find the claim
 (the badge bound to the object key when the URL was issued), build an
-:class:`~facegate.messages.EncodeRequest` (stamps ``uploaded`` and
+:class:`~facegate.core.messages.EncodeRequest` (stamps ``uploaded`` and
 ``ingested``) and send ``facegate.encode``. It never decodes images (the
 encoder does).
 
@@ -46,18 +46,18 @@ from typing import Any
 import redis
 from celery import Celery
 
-from facegate import keys
+from facegate.adapters.celery_app import make_celery, send_encode
 from facegate.adapters.objectstore import MinioObjectStore, ObjectStore
 from facegate.adapters.redis_store import RedisStore
-from facegate.celery_app import make_celery, send_encode
-from facegate.errors import (
+from facegate.core import keys
+from facegate.core.errors import (
     BadMessageError,
     FacegateError,
     RedisUnavailableError,
     TransientError,
 )
-from facegate.messages import EncodeRequest, UploadKind
-from facegate.settings import IngestSettings
+from facegate.core.messages import EncodeRequest, UploadKind
+from facegate.runtime.settings import IngestSettings
 from services.ingest.webhook import ObjectCreated, parse_events, select
 
 log = logging.getLogger("services.ingest")

@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
-from facegate.errors import BadMessageError, ConfigError, PermanentError, TransientError
+from facegate.core.errors import BadMessageError, ConfigError, PermanentError, TransientError
 from services.ingest.app import IngestApp, UnauthorizedError
 
 log = logging.getLogger("services.ingest.http")

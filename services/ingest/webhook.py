@@ -24,7 +24,7 @@ Two body shapes reach ``POST /v1/events`` (docs/DESIGN.md):
 :func:`parse_events` returns every object creation in a body;
 :func:`select` keeps those of one bucket under one key prefix. Anything that
 is not one of the two shapes raises
-:class:`~facegate.errors.BadMessageError`.
+:class:`~facegate.core.errors.BadMessageError`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from facegate.errors import BadMessageError
+from facegate.core.errors import BadMessageError
 
 SEAWEED_BUCKETS_DIR = "/buckets/"
 MINIO_CREATED = "s3:ObjectCreated:"

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from facegate.celery_app import MATCH_QUEUE
-from facegate.errors import ConfigError
-from facegate.settings import MatcherSettings
+from facegate.adapters.celery_app import MATCH_QUEUE
+from facegate.core.errors import ConfigError
+from facegate.runtime.settings import MatcherSettings
 
 log = logging.getLogger("services.matcher")
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from celery import Celery
 
+from facegate.adapters.celery_app import make_celery
 from facegate.adapters.redis_store import RedisStore
-from facegate.celery_app import make_celery
-from facegate.settings import MatcherSettings
+from facegate.runtime.settings import MatcherSettings
 from services.matcher.service import MatcherService
 
 

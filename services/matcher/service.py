@@ -1,13 +1,13 @@
 """The matcher: one upload's probe in, one signed door event out, exactly once.
 
-For each :class:`~facegate.messages.MatchRequest` (kind ``access``):
+For each :class:`~facegate.core.messages.MatchRequest` (kind ``access``):
 
 1. if the upload already has a decision (a redelivered task), stop;
 2. refresh the in-memory gallery and door policies when
    ``facegate:gallery:version`` changed (one GET per request otherwise);
 3. read the probe encodings the encoder left in Redis;
-4. :func:`facegate.policy.decide` -> verdict;
-5. build the :class:`~facegate.messages.DoorEvent`, sign it with the door's
+4. :func:`facegate.core.policy.decide` -> verdict;
+5. build the :class:`~facegate.core.messages.DoorEvent`, sign it with the door's
    key, and record + publish it with the one Lua script of
    :meth:`RedisStore.record_decision` (``SET NX`` gate: a second delivery,
    even racing on another worker, changes nothing).
@@ -30,13 +30,13 @@ import numpy as np
 import numpy.typing as npt
 
 from facegate.adapters.redis_store import RedisStore
-from facegate.errors import TransientError
-from facegate.keys import new_upload_id
-from facegate.matching import Gallery
-from facegate.messages import DoorEvent, MatchRequest, Reason, UploadKind
-from facegate.policy import DoorPolicy, Verdict, decide
-from facegate.settings import MatcherSettings
-from facegate.signing import derive_door_key, sign_event
+from facegate.core.errors import TransientError
+from facegate.core.keys import new_upload_id
+from facegate.core.matching import Gallery
+from facegate.core.messages import DoorEvent, MatchRequest, Reason, UploadKind
+from facegate.core.policy import DoorPolicy, Verdict, decide
+from facegate.core.signing import derive_door_key, sign_event
+from facegate.runtime.settings import MatcherSettings
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from typing import Any
 
 from celery import Celery, Task
 
-from facegate.celery_app import MATCH_TASK
-from facegate.errors import BadMessageError, TransientError
-from facegate.messages import MatchRequest, Reason, legible_ids
-from facegate.settings import MatcherSettings
+from facegate.adapters.celery_app import MATCH_TASK
+from facegate.core.errors import BadMessageError, TransientError
+from facegate.core.messages import MatchRequest, Reason, legible_ids
+from facegate.runtime.settings import MatcherSettings
 from services.matcher.app import MatcherApp, build
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ named on a command line); nothing connects until the worker starts.
 
 from __future__ import annotations
 
-from facegate.settings import MatcherSettings
+from facegate.runtime.settings import MatcherSettings
 from services.matcher.app import build_celery
 
 settings = MatcherSettings.from_env()

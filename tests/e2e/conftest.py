@@ -1,6 +1,6 @@
 """The whole pipeline as real processes: Redis, SeaweedFS, ingest, one
 encoder (real model) and one matcher worker, started by
-:mod:`facegate.devstack` on their own ports (``FACEGATE_E2E_BASE_PORT``,
+:mod:`facegate.tools.devstack` on their own ports (``FACEGATE_E2E_BASE_PORT``,
 default 26400..26406; never 6379 nor the development stack's ports) and
 stopped at the end of the session. Missing ``redis-server``/``weed`` skips
 locally and FAILS in CI (``CI=true``).
@@ -16,13 +16,13 @@ import pytest
 import redis
 from e2e_site import Site
 
+from facegate.adapters.celery_app import make_celery, send_encode
 from facegate.adapters.objectstore import MinioObjectStore
 from facegate.adapters.redis_store import RedisStore
-from facegate.admin import Admin
-from facegate.camera import CameraClient
-from facegate.celery_app import make_celery, send_encode
-from facegate.devstack import Stack, StackConfig, StackError, find_redis_server, find_weed
-from facegate.settings import CommonSettings
+from facegate.clients.admin import Admin
+from facegate.clients.camera import CameraClient
+from facegate.runtime.settings import CommonSettings
+from facegate.tools.devstack import Stack, StackConfig, StackError, find_redis_server, find_weed
 
 BASE_PORT = int(os.environ.get("FACEGATE_E2E_BASE_PORT", "26400"))
 

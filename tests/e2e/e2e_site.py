@@ -8,10 +8,10 @@ import redis
 
 from facegate.adapters.objectstore import MinioObjectStore
 from facegate.adapters.redis_store import RedisStore
-from facegate.admin import Admin
-from facegate.camera import CameraClient
-from facegate.devstack import Stack
-from facegate.settings import CommonSettings
+from facegate.clients.admin import Admin
+from facegate.clients.camera import CameraClient
+from facegate.runtime.settings import CommonSettings
+from facegate.tools.devstack import Stack
 
 
 @dataclass

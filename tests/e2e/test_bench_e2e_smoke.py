@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from facegate.devstack import StackError, find_redis_server, find_weed
+from facegate.tools.devstack import StackError, find_redis_server, find_weed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.model]
 

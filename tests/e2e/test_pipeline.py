@@ -21,13 +21,13 @@ import pytest
 from e2e_site import Site
 from PIL import Image
 
-from facegate import keys
-from facegate.celery_app import send_encode
-from facegate.errors import EnrolmentError
-from facegate.lock import DoorListener, Received
-from facegate.messages import EncodeRequest, UploadKind
-from facegate.policy import DoorMode, DoorPolicy
-from facegate.signing import derive_door_key
+from facegate.adapters.celery_app import send_encode
+from facegate.clients.lock import DoorListener, Received
+from facegate.core import keys
+from facegate.core.errors import EnrolmentError
+from facegate.core.messages import EncodeRequest, UploadKind
+from facegate.core.policy import DoorMode, DoorPolicy
+from facegate.core.signing import derive_door_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.model]
 
@@ -54,7 +54,7 @@ def huge_png(width: int = 50_000, height: int = 50_000) -> bytes:
 
 
 def landscape() -> bytes:
-    from facegate.demo import no_face_picture
+    from facegate.tools.demo import no_face_picture
 
     return no_face_picture()
 
@@ -67,7 +67,7 @@ def jpeg(array: np.ndarray) -> bytes:
 
 @pytest.fixture(scope="session")
 def photos(samples_dir: Path) -> dict[str, bytes]:
-    from facegate.samples import astronaut_path
+    from facegate.tools.samples import astronaut_path
 
     out = {n: (samples_dir / n).read_bytes() for n in ("obama.jpg", "obama2.jpg", "obama3.jpg",
                                                         "biden.jpg")}
@@ -281,7 +281,7 @@ def test_cli_snap_and_log(
     building: Site, photos: dict[str, bytes], tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from facegate.cli import main
+    from facegate.tools.cli import main
 
     for name, value in building.env.items():
         monkeypatch.setenv(name, value)

@@ -1,6 +1,6 @@
 """Real Redis, real SeaweedFS, real services: session fixtures for integration tests.
 
-Everything is started here, by :mod:`facegate.devstack`, on test-only ports
+Everything is started here, by :mod:`facegate.tools.devstack`, on test-only ports
 (``FACEGATE_TEST_BASE_PORT``, default 26300: Redis 26300, S3 26301, master
 26302, volume 26303, filer 26304, weed admin 26305, ingest 26306; gRPC ports
 +10000), never on the development stack's 6390/18xxx ports nor on 6379. The
@@ -11,7 +11,7 @@ is missing the tests are skipped locally and FAIL in CI (``CI=true``).
 Fixture API (P1/P3 use these):
 
 ``stack`` (session)
-    the :class:`~facegate.devstack.Stack` with Redis and SeaweedFS running;
+    the :class:`~facegate.tools.devstack.Stack` with Redis and SeaweedFS running;
     ``stack.start("ingest")`` etc. start more; logs in ``stack.log_file(name)``.
 ``stack_env`` (session)
     the ``FACEGATE_*`` variables of the services started here (their data in
@@ -24,12 +24,12 @@ Fixture API (P1/P3 use these):
     a ``redis.Redis`` with bytes replies on ``redis_url``, db flushed before
     the test.
 ``s3_settings`` (session)
-    :class:`~facegate.settings.CommonSettings` of the stack (endpoint,
+    :class:`~facegate.runtime.settings.CommonSettings` of the stack (endpoint,
     generated credentials, bucket ``facegate-uploads``, which exists).
 ``object_store`` (session)
     :class:`~facegate.adapters.objectstore.MinioObjectStore` on ``s3_settings``.
 ``ingest_settings`` (session)
-    :class:`~facegate.settings.IngestSettings` the ingest process runs with.
+    :class:`~facegate.runtime.settings.IngestSettings` the ingest process runs with.
 ``services_redis`` (function)
     bytes client on the services' data db (2); flushes dbs 2 and 3 before
     the test (claims, probes, decisions, queued Celery tasks).
@@ -51,8 +51,8 @@ import pytest
 import redis
 
 from facegate.adapters.objectstore import MinioObjectStore
-from facegate.devstack import Stack, StackConfig, StackError, find_redis_server, find_weed
-from facegate.settings import CommonSettings, IngestSettings
+from facegate.runtime.settings import CommonSettings, IngestSettings
+from facegate.tools.devstack import Stack, StackConfig, StackError, find_redis_server, find_weed
 
 BASE_PORT = int(os.environ.get("FACEGATE_TEST_BASE_PORT", "26300"))
 SERVICES_DB = 2

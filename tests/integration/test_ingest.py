@@ -22,13 +22,13 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 
-from facegate import keys
+from facegate.adapters.celery_app import ENCODE_QUEUE, ENCODE_TASK
 from facegate.adapters.objectstore import MinioObjectStore
-from facegate.celery_app import ENCODE_QUEUE, ENCODE_TASK
-from facegate.devstack import Stack
-from facegate.errors import BadMessageError
-from facegate.messages import EncodeRequest, UploadKind
-from facegate.settings import IngestSettings
+from facegate.core import keys
+from facegate.core.errors import BadMessageError
+from facegate.core.messages import EncodeRequest, UploadKind
+from facegate.runtime.settings import IngestSettings
+from facegate.tools.devstack import Stack
 from services.ingest.app import EnqueueUnavailableError, build
 from services.ingest.http import make_server
 

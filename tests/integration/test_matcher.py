@@ -27,13 +27,13 @@ import pytest
 import redis
 from celery import Celery
 
-from facegate import keys
+from facegate.adapters.celery_app import MATCH_QUEUE, MATCH_TASK, make_celery, send_match
 from facegate.adapters.redis_store import RedisStore
-from facegate.celery_app import MATCH_QUEUE, MATCH_TASK, make_celery, send_match
-from facegate.messages import Decision, DoorEvent, MatchRequest, Reason
-from facegate.policy import DoorMode, DoorPolicy
-from facegate.settings import MatcherSettings
-from facegate.signing import ReplayGuard, derive_door_key, verify_event
+from facegate.core import keys
+from facegate.core.messages import Decision, DoorEvent, MatchRequest, Reason
+from facegate.core.policy import DoorMode, DoorPolicy
+from facegate.core.signing import ReplayGuard, derive_door_key, verify_event
+from facegate.runtime.settings import MatcherSettings
 
 pytestmark = pytest.mark.integration
 

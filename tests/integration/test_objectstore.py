@@ -8,10 +8,10 @@ import urllib.request
 
 import pytest
 
-from facegate import keys
 from facegate.adapters.objectstore import MinioObjectStore, ObjectStore
-from facegate.errors import ConfigError, ImageError, StoreUnavailableError
-from facegate.settings import CommonSettings
+from facegate.core import keys
+from facegate.core.errors import ConfigError, ImageError, StoreUnavailableError
+from facegate.runtime.settings import CommonSettings
 
 pytestmark = pytest.mark.integration
 

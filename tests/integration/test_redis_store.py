@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import redis
 
-from facegate import keys
 from facegate.adapters.redis_store import RedisStore
-from facegate.errors import BadMessageError, RedisUnavailableError
-from facegate.messages import Decision, DoorEvent, Reason
-from facegate.policy import DoorMode, DoorPolicy
-from facegate.signing import derive_door_key, sign_event
+from facegate.core import keys
+from facegate.core.errors import BadMessageError, RedisUnavailableError
+from facegate.core.messages import Decision, DoorEvent, Reason
+from facegate.core.policy import DoorMode, DoorPolicy
+from facegate.core.signing import derive_door_key, sign_event
 
 pytestmark = pytest.mark.integration
 

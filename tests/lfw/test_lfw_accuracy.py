@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from facegate.cli import main
+from facegate.tools.cli import main
 
 pytestmark = [pytest.mark.lfw, pytest.mark.model, pytest.mark.slow]
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from facegate.engine.triplet import (
+from facegate.training.triplet import (
     FinetuneConfig,
     TripletHead,
     batch_hard_triplets,

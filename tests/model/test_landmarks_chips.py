@@ -21,10 +21,10 @@ import numpy.typing as npt
 import pytest
 from PIL import Image as PILImage
 
+from facegate.core.errors import ModelFormatError
 from facegate.engine.chip import CHIP_SIZE, extract_chips, face_chip_details
 from facegate.engine.shape_predictor import ShapePredictor, locate_model_file
 from facegate.engine.types import Box, Image, LandmarkPredictor
-from facegate.errors import ModelFormatError
 
 pytestmark = [pytest.mark.model, pytest.mark.oracle]
 

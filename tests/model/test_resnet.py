@@ -13,10 +13,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from facegate.core.errors import ModelError, ModelFormatError
 from facegate.engine import resnet
 from facegate.engine.model_store import ResNetEmbedder, plan_chunks
 from facegate.engine.types import ChipEmbedder, Image
-from facegate.errors import ModelError, ModelFormatError
 
 pytestmark = pytest.mark.model
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from facegate.celery_app import ENCODE_TASK, MATCH_TASK, make_celery
-from facegate.settings import EncoderSettings, MatcherSettings
+from facegate.adapters.celery_app import ENCODE_TASK, MATCH_TASK, make_celery
+from facegate.runtime.settings import EncoderSettings, MatcherSettings
 
 pytestmark = pytest.mark.unit
 

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from facegate.core.errors import ModelFormatError
 from facegate.engine.chip import (
     CHIP_SIZE,
     TEMPLATE_5,
@@ -22,7 +23,6 @@ from facegate.engine.chip import (
 from facegate.engine.dlib_serialize import DlibReader
 from facegate.engine.shape_predictor import ShapePredictor, dlib_rect, similarity_transform
 from facegate.engine.types import Box
-from facegate.errors import ModelFormatError
 
 pytestmark = pytest.mark.unit
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from facegate import cli_evaluate
-from facegate.cli import main
+from facegate.core.evaluation import read_pairs
 from facegate.engine.types import Box, Face, Image
-from facegate.evaluation import read_pairs
+from facegate.tools import cli_evaluate
+from facegate.tools.cli import main
 
 pytestmark = pytest.mark.unit
 

@@ -12,14 +12,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from facegate.camera import CameraClient, CameraError
-from facegate.cli_pipeline import format_event
+from facegate.adapters.replies import encode_reply, parse_reply
+from facegate.clients.camera import CameraClient, CameraError
+from facegate.clients.lock import DoorListener
+from facegate.core.errors import BadMessageError
+from facegate.core.messages import Decision, DoorEvent, Reason
+from facegate.core.signing import derive_door_key, sign_event
 from facegate.engine.types import Box, Face
-from facegate.errors import BadMessageError
-from facegate.lock import DoorListener
-from facegate.messages import Decision, DoorEvent, Reason
-from facegate.replies import encode_reply, parse_reply
-from facegate.signing import derive_door_key, sign_event
+from facegate.tools.cli_pipeline import format_event
 
 pytestmark = pytest.mark.unit
 

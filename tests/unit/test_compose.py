@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from facegate.settings import (
+from facegate.runtime.settings import (
     CommonSettings,
     EncoderSettings,
     IngestSettings,
@@ -396,8 +396,8 @@ def test_redis_lock_user_may_only_read_door_events(services: dict[str, dict[str,
         "+xrange",
         "+xrevrange",
     ]
-    # The patterns are the key layout of facegate.keys.
-    from facegate import keys
+    # The patterns are the key layout of facegate.core.keys.
+    from facegate.core import keys
 
     assert fnmatch.fnmatchcase(keys.door_stream("front"), "facegate:events:*")
     assert fnmatch.fnmatchcase(keys.door_channel("front"), "facegate:door:*:events")
@@ -447,7 +447,7 @@ def test_worker_health_checks_ping_their_own_node(services: dict[str, dict[str, 
 
 
 def test_matcher_node_name_matches_its_health_check() -> None:
-    from facegate.settings import MatcherSettings
+    from facegate.runtime.settings import MatcherSettings
     from services.matcher.__main__ import worker_argv
 
     argv = worker_argv(MatcherSettings(), [])

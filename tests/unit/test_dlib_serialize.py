@@ -8,8 +8,8 @@ import struct
 import numpy as np
 import pytest
 
+from facegate.core.errors import ModelFormatError
 from facegate.engine.dlib_serialize import DlibReader
-from facegate.errors import ModelFormatError
 
 pytestmark = pytest.mark.unit
 

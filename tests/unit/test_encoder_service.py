@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
+from facegate.adapters.replies import parse_reply
+from facegate.core.errors import ImageError, StoreUnavailableError, TransientError
+from facegate.core.messages import EncodeRequest, MatchRequest, Reason, UploadKind
 from facegate.engine.types import Box, Face, Image
-from facegate.errors import ImageError, StoreUnavailableError, TransientError
-from facegate.messages import EncodeRequest, MatchRequest, Reason, UploadKind
-from facegate.replies import parse_reply
-from facegate.settings import EncoderSettings
+from facegate.runtime.settings import EncoderSettings
 from services.encoder.service import Encoded, EncoderService
 
 pytestmark = pytest.mark.unit

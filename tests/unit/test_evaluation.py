@@ -1,4 +1,4 @@
-"""facegate.evaluation: pair files, thresholds, folds, TAR@FAR on
+"""facegate.core.evaluation: pair files, thresholds, folds, TAR@FAR on
 hand-computed cases."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facegate.errors import ConfigError
-from facegate.evaluation import (
+from facegate.core.errors import ConfigError
+from facegate.core.evaluation import (
     accuracy,
     best_threshold,
     cross_validate,

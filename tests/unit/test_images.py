@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
+from facegate.core.errors import ImageError
 from facegate.engine.images import decode_image
-from facegate.errors import ImageError
 
 pytestmark = pytest.mark.unit
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from facegate import keys
-from facegate.errors import BadMessageError
+from facegate.core import keys
+from facegate.core.errors import BadMessageError
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""facegate.matching: the fast paths against the loop-based oracles, the
+"""facegate.core.matching: the fast paths against the loop-based oracles, the
 distance numerics, the margin rule and input validation."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from facegate import matching
-from facegate.matching import (
+from facegate.core import matching
+from facegate.core.matching import (
     Gallery,
     distances,
     identify,

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from facegate.errors import BadMessageError, ImageError, NoFaceError, PermanentError
-from facegate.messages import (
+from facegate.core.errors import BadMessageError, ImageError, NoFaceError, PermanentError
+from facegate.core.messages import (
     SCHEMA_VERSION,
     Decision,
     DoorEvent,

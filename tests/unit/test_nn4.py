@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from facegate.engine.nn4 import (
+from facegate.core.errors import ConfigError, ModelFormatError
+from facegate.engine.types import ChipEmbedder
+from facegate.training.nn4 import (
     LAYER_NAMES,
     PARAMETER_COUNT,
     Nn4Embedder,
@@ -25,8 +27,6 @@ from facegate.engine.nn4 import (
     resize_chips_96,
     save_csv_weights,
 )
-from facegate.engine.types import ChipEmbedder
-from facegate.errors import ConfigError, ModelFormatError
 
 pytestmark = [pytest.mark.unit, pytest.mark.slow]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facegate.errors import BadMessageError
-from facegate.matching import Gallery
-from facegate.messages import Decision, MatchRequest, Reason
-from facegate.policy import DoorMode, DoorPolicy, Verdict, decide
+from facegate.core.errors import BadMessageError
+from facegate.core.matching import Gallery
+from facegate.core.messages import Decision, MatchRequest, Reason
+from facegate.core.policy import DoorMode, DoorPolicy, Verdict, decide
 
 pytestmark = pytest.mark.unit
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from facegate.errors import ConfigError
-from facegate.settings import (
+from facegate.core.errors import ConfigError
+from facegate.runtime.settings import (
     CommonSettings,
     EncoderSettings,
     IngestSettings,

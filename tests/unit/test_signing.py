@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from facegate.messages import Decision, DoorEvent, Reason
-from facegate.signing import (
+from facegate.core.messages import Decision, DoorEvent, Reason
+from facegate.core.signing import (
     EventRejected,
     ReplayGuard,
     canonical_json,

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from facegate.engine.triplet import (
+from facegate.core.errors import ConfigError, ModelFormatError
+from facegate.training.triplet import (
     FinetuneConfig,
     TripletHead,
     Triplets,
@@ -25,7 +26,6 @@ from facegate.engine.triplet import (
     triplet_loss_reference,
     verification_metrics,
 )
-from facegate.errors import ConfigError, ModelFormatError
 
 pytestmark = pytest.mark.unit
 
@@ -387,7 +387,7 @@ def make_folders(root: Path, people: int = 6, per: int = 6) -> None:
 
 
 def test_finetune_folders_with_a_stand_in_engine(tmp_path: Path) -> None:
-    from facegate.engine.triplet import finetune_folders
+    from facegate.training.triplet import finetune_folders
 
     make_folders(tmp_path / "db")
     cfg = FinetuneConfig(epochs=5, people_per_batch=4, images_per_person=3, dimension=16)
@@ -406,7 +406,7 @@ def test_cli_finetune_trains_and_saves(
     import argparse
     import json
 
-    from facegate import cli_finetune
+    from facegate.training import cli as cli_finetune
 
     make_folders(tmp_path / "db")
     monkeypatch.setattr(cli_finetune, "_engine", lambda weights: ColourEngine())

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from facegate.errors import BadMessageError
+from facegate.core.errors import BadMessageError
 from services.ingest.webhook import ObjectCreated, parse_events, select
 
 pytestmark = pytest.mark.unit

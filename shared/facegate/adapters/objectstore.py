@@ -4,13 +4,13 @@
 to SeaweedFS's S3 gateway alike. Errors are translated where they enter:
 
 - unreachable store, timeouts, 5xx, other S3 errors ->
-  :class:`~facegate.errors.StoreUnavailableError` (transient: retry);
-- a missing object -> :class:`~facegate.errors.ImageError` (permanent,
+  :class:`~facegate.core.errors.StoreUnavailableError` (transient: retry);
+- a missing object -> :class:`~facegate.core.errors.ImageError` (permanent,
   reason ``bad_image``) saying the object does not exist;
 - an object larger than ``max_bytes`` -> ``ImageError`` "too large",
   decided from the response's length header (or while streaming, for a
   server that sends none) without reading the whole object;
-- refused credentials -> :class:`~facegate.errors.ConfigError`.
+- refused credentials -> :class:`~facegate.core.errors.ConfigError`.
 
 Nothing connects at construction; the first call does.
 """
@@ -31,9 +31,9 @@ from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 from minio.notificationconfig import NotificationConfig, PrefixFilterRule, QueueConfig
 
-from facegate.errors import ConfigError, ImageError, StoreUnavailableError
-from facegate.keys import UPLOADS_PREFIX
-from facegate.settings import CommonSettings
+from facegate.core.errors import ConfigError, ImageError, StoreUnavailableError
+from facegate.core.keys import UPLOADS_PREFIX
+from facegate.runtime.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 

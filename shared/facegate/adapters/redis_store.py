@@ -1,10 +1,10 @@
 """Redis adapter: probes, people and templates, doors, claims, decisions.
 
-Every key name comes from :mod:`facegate.keys`. Every redis-py error that
-crosses this class becomes :class:`~facegate.errors.RedisUnavailableError`
+Every key name comes from :mod:`facegate.core.keys`. Every redis-py error that
+crosses this class becomes :class:`~facegate.core.errors.RedisUnavailableError`
 (``raise ... from exc``), a transient error: the Celery task retries.
 Malformed data found in Redis raises
-:class:`~facegate.errors.BadMessageError`.
+:class:`~facegate.core.errors.BadMessageError`.
 
 Encodings are stored as raw little-endian float32 bytes together with the
 ``model`` id, the dimension ``dim`` and the storage format ``version``, so a
@@ -32,10 +32,10 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
-from facegate import keys
-from facegate.errors import BadMessageError, RedisUnavailableError
-from facegate.messages import DoorEvent
-from facegate.policy import DoorPolicy
+from facegate.core import keys
+from facegate.core.errors import BadMessageError, RedisUnavailableError
+from facegate.core.messages import DoorEvent
+from facegate.core.policy import DoorPolicy
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from facegate.errors import ModelFormatError
+from facegate.core.errors import ModelFormatError
 
 
 class DlibReader:

@@ -2,7 +2,7 @@
 
 Everything a camera (or an attacker) can send ends here: empty bodies,
 truncated JPEGs, text, decompression bombs (a small PNG declaring 50000x50000
-pixels). Each becomes :class:`facegate.errors.ImageError` with a short reason;
+pixels). Each becomes :class:`facegate.core.errors.ImageError` with a short reason;
 nothing else escapes. The pixel limit is checked from the header, before any
 pixel is decoded.
 """
@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
+from facegate.core.errors import ImageError
 from facegate.engine.types import Image
-from facegate.errors import ImageError
 
 DEFAULT_MAX_PIXELS = 40_000_000
 """Default cap on width x height (about 7,700 x 5,200): far above any door camera."""

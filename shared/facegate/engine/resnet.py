@@ -36,8 +36,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from facegate.core.errors import ModelError, ModelFormatError
 from facegate.engine.dlib_serialize import DlibReader
-from facegate.errors import ModelError, ModelFormatError
 
 log = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from facegate.core.errors import ModelError, ModelFormatError
 from facegate.engine.dlib_serialize import DlibReader
 from facegate.engine.types import Box, Image
-from facegate.errors import ModelError, ModelFormatError
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ class ShapePredictor:
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "<bytes>") -> ShapePredictor:
         """Parse a serialized dlib ``shape_predictor``; any inconsistency raises
-        :class:`~facegate.errors.ModelFormatError`."""
+        :class:`~facegate.core.errors.ModelFormatError`."""
         initial, cascades = _parse(data, name)
         return cls(initial, cascades)
 

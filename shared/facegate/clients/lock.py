@@ -13,7 +13,7 @@ Events arrive live on the door's pub/sub channel; every event is also in the
 door's stream, so a lock that was offline replays what it missed with
 ``catch_up_from=<last stream id it saw>`` (it subscribes first, then reads
 the stream, so nothing falls between the two). Everything goes through
-:func:`facegate.signing.verify_event` with one :class:`ReplayGuard`: an
+:func:`facegate.core.signing.verify_event` with one :class:`ReplayGuard`: an
 event seen during catch-up and again live is reported once; a replay of an
 already accepted event is rejected as ``replayed``; old events in the
 history are rejected as ``expired`` (a lock never opens on a stale event).
@@ -29,10 +29,10 @@ from typing import Any
 
 import redis
 
-from facegate import keys
-from facegate.errors import RedisUnavailableError
-from facegate.messages import DoorEvent
-from facegate.signing import EventRejected, ReplayGuard, verify_event
+from facegate.core import keys
+from facegate.core.errors import RedisUnavailableError
+from facegate.core.messages import DoorEvent
+from facegate.core.signing import EventRejected, ReplayGuard, verify_event
 
 
 @dataclass(frozen=True)

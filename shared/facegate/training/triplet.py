@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from facegate.errors import ConfigError, ModelFormatError
+from facegate.core.errors import ConfigError, ModelFormatError
 
 if TYPE_CHECKING:
     from facegate.engine.types import FaceEncoder
@@ -634,7 +634,7 @@ def finetune_folders(
     """Encode a database folder (one sub-folder per person) with ``engine``
     and fine-tune a head on it; also returns the skipped-image warnings.
     ``progress(n)`` is called as images are encoded."""
-    from facegate.folders import encode_database
+    from facegate.engine.folders import encode_database
 
     templates, warnings = encode_database(engine, Path(root), progress=progress)
     if not templates:

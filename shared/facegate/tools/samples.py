@@ -20,7 +20,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from facegate.errors import ConfigError
+from facegate.core.errors import ConfigError
 
 SDIST_REQUIREMENT = "face_recognition==1.3.0"
 SAMPLE_NAMES = (

@@ -26,8 +26,8 @@ from typing import Any
 
 from celery import Celery
 
-from facegate.messages import EncodeRequest, MatchRequest
-from facegate.settings import CommonSettings
+from facegate.core.messages import EncodeRequest, MatchRequest
+from facegate.runtime.settings import CommonSettings
 
 ENCODE_TASK = "facegate.encode"
 MATCH_TASK = "facegate.match"

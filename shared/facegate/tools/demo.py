@@ -1,4 +1,4 @@
-"""``python -m facegate.demo`` (``make demo``): the door story on real faces.
+"""``python -m facegate.tools.demo`` (``make demo``): the door story on real faces.
 
 Starts its own stack (Redis, SeaweedFS, ingest, one encoder, one matcher;
 ports 27300-27306, state in ``var/demo/``), then:
@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from facegate.devstack import ROOT, Stack, StackConfig
+from facegate.tools.devstack import ROOT, Stack, StackConfig
 
 DEMO_BASE_PORT = 27300
 DEMO_STATE = ROOT / "var" / "demo"
@@ -74,14 +74,14 @@ def no_face_picture() -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m facegate.demo", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m facegate.tools.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", action="store_true", help="leave the demo stack running")
     parser.add_argument("--state-dir", type=Path, default=DEMO_STATE)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from facegate.samples import astronaut_path, sample_faces_dir
+    from facegate.tools.samples import astronaut_path, sample_faces_dir
 
     print("facegate demo: fetching real face photos (cached after the first run)")
     faces = sample_faces_dir()
@@ -126,16 +126,16 @@ def main(argv: list[str] | None = None) -> int:
 def run_story(stack: Stack, photos: dict[str, bytes]) -> bool:
     import redis
 
+    from facegate.adapters.celery_app import make_celery, send_encode
     from facegate.adapters.objectstore import MinioObjectStore
     from facegate.adapters.redis_store import RedisStore
-    from facegate.admin import Admin
-    from facegate.camera import CameraClient
-    from facegate.celery_app import make_celery, send_encode
-    from facegate.cli_pipeline import format_event
-    from facegate.lock import DoorListener
-    from facegate.policy import DoorMode, DoorPolicy
-    from facegate.settings import CommonSettings
-    from facegate.signing import derive_door_key
+    from facegate.clients.admin import Admin
+    from facegate.clients.camera import CameraClient
+    from facegate.clients.lock import DoorListener
+    from facegate.core.policy import DoorMode, DoorPolicy
+    from facegate.core.signing import derive_door_key
+    from facegate.runtime.settings import CommonSettings
+    from facegate.tools.cli_pipeline import format_event
 
     env = stack.env()
     settings = CommonSettings.from_env(env)

@@ -60,7 +60,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from facegate.errors import ConfigError, FacegateError
+from facegate.core.errors import ConfigError, FacegateError
 
 log = logging.getLogger(__name__)
 
@@ -536,7 +536,7 @@ class Stack:
 
     def _s3_ready(self) -> bool:
         from facegate.adapters.objectstore import MinioObjectStore
-        from facegate.settings import CommonSettings
+        from facegate.runtime.settings import CommonSettings
 
         if not _port_open(self.config.s3_port):
             return False

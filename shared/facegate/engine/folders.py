@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from facegate.core.errors import ConfigError, ImageError, NoFaceError, SeveralFacesError
 from facegate.engine.images import load_image_file
 from facegate.engine.types import Face, FaceEncoder, Image
-from facegate.errors import ConfigError, ImageError, NoFaceError, SeveralFacesError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@
     settings = MatcherSettings.from_env({"FACEGATE_THRESHOLD": "0.55"})
 
 Every value is parsed and bounds-checked; anything wrong raises
-:class:`~facegate.errors.ConfigError` naming the variable. With
+:class:`~facegate.core.errors.ConfigError` naming the variable. With
 ``FACEGATE_ENV=production`` every secret must be set explicitly and must not
 look like a placeholder (empty, ``change-me``, ``minioadmin``, the
 development defaults, shorter than 16 characters...). In ``development`` the
@@ -16,7 +16,7 @@ secrets default to values that say they are for development only.
 masked, which is what every service's ``--check-config`` prints.
 
 The service classes inherit the common settings, so ``settings.redis_url``
-works on all of them and :func:`facegate.celery_app.make_celery` takes any.
+works on all of them and :func:`facegate.adapters.celery_app.make_celery` takes any.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from facegate.errors import ConfigError
+from facegate.core.errors import ConfigError
 
 ENVIRONMENTS = ("development", "production")
 NOTIFICATION_MODES = ("seaweedfs", "minio", "none")

@@ -1,6 +1,6 @@
 """Accuracy on labelled pairs (LFW's protocol) and threshold calibration.
 
-Pure numpy; the distances come from anywhere (``facegate.folders.
+Pure numpy; the distances come from anywhere (``facegate.engine.folders.
 pair_distances`` for real images).
 
 Pair files (LFW's layouts; fields separated by tabs or spaces):
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from facegate.errors import ConfigError
+from facegate.core.errors import ConfigError
 
 __all__ = [
     "FoldResult",
@@ -129,7 +129,7 @@ def _parse_pair(fields: list[str], same: bool, images: Path, where: str, line: i
 
 def read_pairs(path: Path, images: Path) -> PairSet:
     """Parse an LFW pairs file (either layout). Malformed content raises
-    :class:`~facegate.errors.ConfigError` naming the file and line."""
+    :class:`~facegate.core.errors.ConfigError` naming the file and line."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -17,7 +17,7 @@ the CSV layout they use:
 
 Values may be split over lines in any way; only their count and order
 matter. Every file is checked against the shape the model expects and a
-mismatch is a :class:`~facegate.errors.ModelFormatError` naming the file.
+mismatch is a :class:`~facegate.core.errors.ModelFormatError` naming the file.
 
 The weights themselves ship with no package; anyone holding them can point
 :meth:`Nn4Embedder.load` at the folder. Nothing here imports TensorFlow at
@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from facegate.core.errors import ConfigError, ModelFormatError
 from facegate.engine.types import Chips, Encodings
-from facegate.errors import ConfigError, ModelFormatError
 
 log = logging.getLogger(__name__)
 

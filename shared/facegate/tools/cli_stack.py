@@ -13,7 +13,7 @@ from typing import Any
 
 
 def _stack(args: argparse.Namespace) -> Any:
-    from facegate.devstack import Stack, StackConfig
+    from facegate.tools.devstack import Stack, StackConfig
 
     over: dict[str, Any] = {}
     if getattr(args, "encoders", None) is not None:
@@ -33,7 +33,7 @@ def _print_status(statuses: Any) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    logging.getLogger("facegate.devstack").setLevel(logging.INFO)
+    logging.getLogger("facegate.tools.devstack").setLevel(logging.INFO)
     stack = _stack(args)
     print(f"starting the local stack in {stack.state_dir} (first start converts the model)")
     _print_status(stack.up())

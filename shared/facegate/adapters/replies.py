@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from facegate.core.errors import BadMessageError
 from facegate.engine.types import Face
-from facegate.errors import BadMessageError
 
 REPLY_VERSION = 1
 

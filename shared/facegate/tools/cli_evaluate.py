@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from facegate.errors import ConfigError
-from facegate.evaluation import (
+from facegate.core.errors import ConfigError
+from facegate.core.evaluation import (
     FoldResult,
     PairSet,
     Roc,
@@ -117,8 +117,8 @@ def _distances(
     engine: Any, sets: list[PairSet], batch: int
 ) -> tuple[list[npt.NDArray[np.float64]], list[str], list[str]]:
     """Distances of every set, each image encoded once."""
-    from facegate.cli_engine import progress_bar
-    from facegate.folders import pair_distances
+    from facegate.engine.folders import pair_distances
+    from facegate.tools.cli_engine import progress_bar
 
     flat = [(p.left, p.right) for s in sets for p in s.pairs]
     total = len({path for pair in flat for path in pair})

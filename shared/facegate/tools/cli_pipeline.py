@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from facegate.errors import ConfigError, FacegateError
+from facegate.core.errors import ConfigError, FacegateError
 
 EVENT_FIELDS = ("decision", "reason", "person", "distance", "door", "camera", "upload_id")
 
@@ -28,7 +28,7 @@ def client_env(state_dir: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     if "FACEGATE_REDIS_URL" in env:
         return env
-    from facegate.devstack import Stack, StackConfig
+    from facegate.tools.devstack import Stack, StackConfig
 
     stack = Stack(StackConfig.default(state_dir))
     if stack.env_file.is_file():
@@ -40,7 +40,7 @@ class Context:
     """Lazily built clients for one command."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        from facegate.settings import CommonSettings
+        from facegate.runtime.settings import CommonSettings
 
         self.env = env
         self.settings = CommonSettings.from_env(env)
@@ -65,8 +65,8 @@ class Context:
         return self._objects
 
     def admin(self) -> Any:
-        from facegate.admin import Admin
-        from facegate.celery_app import make_celery, send_encode
+        from facegate.adapters.celery_app import make_celery, send_encode
+        from facegate.clients.admin import Admin
 
         if self._celery is None:
             self._celery = make_celery(self.settings, "facegate-cli")
@@ -74,12 +74,12 @@ class Context:
         return Admin(self.settings, self.store, self.objects, lambda r: send_encode(celery, r))
 
     def door_key(self, door: str) -> bytes:
-        from facegate.signing import derive_door_key
+        from facegate.core.signing import derive_door_key
 
         return derive_door_key(self.settings.signing_secret, door)
 
     def camera(self) -> Any:
-        from facegate.camera import CameraClient
+        from facegate.clients.camera import CameraClient
 
         url = self.env.get("FACEGATE_INGEST_URL") or (
             f"http://{self.env.get('FACEGATE_INGEST_HOST', '127.0.0.1')}:"
@@ -126,7 +126,7 @@ def event_json(item: Any) -> dict[str, Any]:
 
 
 def cmd_doors_add(args: argparse.Namespace) -> int:
-    from facegate.policy import DoorMode, DoorPolicy
+    from facegate.core.policy import DoorMode, DoorPolicy
 
     ctx = _ctx()
     policy = DoorPolicy(
@@ -173,7 +173,7 @@ def cmd_doors_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_doors_key(args: argparse.Namespace) -> int:
-    from facegate import keys
+    from facegate.core import keys
 
     keys.check_door(args.door)
     print(_ctx().door_key(args.door).hex())
@@ -247,7 +247,7 @@ def cmd_log(args: argparse.Namespace) -> int:
 def _listener(ctx: Context, door: str, key_hex: str | None) -> Any:
     import redis
 
-    from facegate.lock import DoorListener
+    from facegate.clients.lock import DoorListener
 
     key = bytes.fromhex(key_hex) if key_hex else ctx.door_key(door)
     client = redis.Redis.from_url(ctx.settings.redis_url, socket_timeout=30.0)

@@ -32,7 +32,7 @@ request, the probe encodings, the gallery, the time) and returns a
 
 ``allowed`` may contain ``"*"``: everyone enrolled is allowed. A distance is
 "under the threshold" when ``distance < threshold`` (as in
-:mod:`facegate.matching`).
+:mod:`facegate.core.matching`).
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
-from facegate.errors import BadMessageError
-from facegate.matching import Gallery, identify, verify
-from facegate.messages import Decision, MatchRequest, Reason, is_name, is_person
+from facegate.core.errors import BadMessageError
+from facegate.core.matching import Gallery, identify, verify
+from facegate.core.messages import Decision, MatchRequest, Reason, is_name, is_person
 
 EVERYONE = "*"
 """In ``allowed``: every enrolled person may pass."""

@@ -23,7 +23,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from facegate.errors import FacegateError
+from facegate.core.errors import FacegateError
 
 
 class CameraError(FacegateError):

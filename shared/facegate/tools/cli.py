@@ -3,7 +3,7 @@
 Each group of subcommands lives in its own module exposing
 ``register(subparsers)``; handlers decode arguments, call one library
 function, print the result and return an exit code. User errors
-(:class:`facegate.errors.FacegateError`) print one line naming the file and
+(:class:`facegate.core.errors.FacegateError`) print one line naming the file and
 reason, never a traceback.
 """
 
@@ -17,17 +17,17 @@ import sys
 from collections.abc import Callable, Sequence
 
 from facegate import __version__
-from facegate.errors import FacegateError
+from facegate.core.errors import FacegateError
 
 Handler = Callable[[argparse.Namespace], int]
 
 # Modules that add subcommands; each has ``register(subparsers) -> None`` and
 # sets ``handler=`` via ``set_defaults`` on its parsers.
 COMMAND_MODULES = (
-    "facegate.cli_engine",
-    "facegate.cli_finetune",
-    "facegate.cli_pipeline",
-    "facegate.cli_stack",
+    "facegate.tools.cli_engine",
+    "facegate.training.cli",
+    "facegate.tools.cli_pipeline",
+    "facegate.tools.cli_stack",
 )
 
 

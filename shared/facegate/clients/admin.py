@@ -29,15 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from facegate import keys
 from facegate.adapters.objectstore import ObjectStore
 from facegate.adapters.redis_store import RedisStore
-from facegate.camera import CONTENT_TYPES
-from facegate.errors import BadMessageError, EnrolmentError, NoAnswerError, UnknownDoorError
-from facegate.messages import EncodeRequest, UploadKind
-from facegate.policy import DoorPolicy
-from facegate.replies import parse_reply
-from facegate.settings import CommonSettings
+from facegate.adapters.replies import parse_reply
+from facegate.clients.camera import CONTENT_TYPES
+from facegate.core import keys
+from facegate.core.errors import BadMessageError, EnrolmentError, NoAnswerError, UnknownDoorError
+from facegate.core.messages import EncodeRequest, UploadKind
+from facegate.core.policy import DoorPolicy
+from facegate.runtime.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 

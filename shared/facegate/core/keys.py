@@ -3,7 +3,7 @@
 One place for the names of docs/DESIGN.md, so no service spells a key by
 hand. Functions that build a key from an id validate the id first (a door
 called ``a:b`` or ``../x`` never reaches Redis or the object store) and
-raise :class:`~facegate.errors.BadMessageError` otherwise.
+raise :class:`~facegate.core.errors.BadMessageError` otherwise.
 
 Object keys::
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 import uuid
 
-from facegate.errors import BadMessageError
-from facegate.messages import is_name, is_person, is_upload_id
+from facegate.core.errors import BadMessageError
+from facegate.core.messages import is_name, is_person, is_upload_id
 
 PREFIX = "facegate"
 

@@ -2,9 +2,9 @@
 
 Every message is a frozen, keyword-only dataclass carrying ids, object keys
 and small facts, never image bytes or arrays (probe encodings travel through
-Redis under :func:`facegate.keys.probe_key`). Each one encodes itself with
+Redis under :func:`facegate.core.keys.probe_key`). Each one encodes itself with
 ``to_json() -> bytes`` and decodes with ``Cls.from_json(data)``, which
-validates every field and raises :class:`~facegate.errors.BadMessageError`
+validates every field and raises :class:`~facegate.core.errors.BadMessageError`
 on anything unexpected: wrong JSON, missing or unknown fields, wrong types,
 an unknown schema version ``v``, malformed ids or names.
 
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Self, Union
 
-from facegate.errors import BadMessageError, PermanentError
+from facegate.core.errors import BadMessageError, PermanentError
 
 SCHEMA_VERSION = 1
 """The one schema version this code writes and accepts."""
@@ -82,7 +82,7 @@ class Reason(StrEnum):
     @classmethod
     def from_error(cls, exc: BaseException) -> Reason:
         """The reason to deny with for an exception: a
-        :class:`~facegate.errors.PermanentError`'s own ``reason`` when it is a
+        :class:`~facegate.core.errors.PermanentError`'s own ``reason`` when it is a
         door reason, ``internal_error`` for everything else."""
         if isinstance(exc, PermanentError):
             try:

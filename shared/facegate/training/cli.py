@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from facegate.errors import ConfigError
+from facegate.core.errors import ConfigError
 
 
 def register(sub: Any) -> None:
@@ -53,8 +53,8 @@ def _engine(nn4_weights: Path | None) -> Any:
     from facegate.engine.chip import extract_chips
     from facegate.engine.detector import DetectorConfig, MtcnnDetector
     from facegate.engine.face_engine import FaceEngine
-    from facegate.engine.nn4 import Nn4Embedder
     from facegate.engine.shape_predictor import ShapePredictor
+    from facegate.training.nn4 import Nn4Embedder
 
     return FaceEngine(
         detector=MtcnnDetector(DetectorConfig()).load(),
@@ -69,9 +69,9 @@ def _fmt(value: float) -> str:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from facegate.cli_engine import progress_bar
-    from facegate.engine.triplet import FinetuneConfig, finetune_folders
-    from facegate.folders import database_folders
+    from facegate.engine.folders import database_folders
+    from facegate.tools.cli_engine import progress_bar
+    from facegate.training.triplet import FinetuneConfig, finetune_folders
 
     if args.epochs < 1:
         raise ConfigError("--epochs must be >= 1")

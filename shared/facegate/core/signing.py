@@ -16,7 +16,7 @@ canonical JSON has sorted keys and no spaces.
 A lock integrator needs only :func:`verify_event` and a
 :class:`ReplayGuard`::
 
-    from facegate.signing import EventRejected, ReplayGuard, verify_event
+    from facegate.core.signing import EventRejected, ReplayGuard, verify_event
 
     guard = ReplayGuard()
     key = bytes.fromhex(KEY_HEX)            # from `facegate doors key front`
@@ -49,8 +49,8 @@ import re
 import time
 from typing import Any, Final
 
-from facegate.errors import BadMessageError, FacegateError
-from facegate.messages import DoorEvent
+from facegate.core.errors import BadMessageError, FacegateError
+from facegate.core.messages import DoorEvent
 
 REJECT_REASONS: Final = ("malformed", "forged", "tampered", "expired", "replayed")
 MAX_WIRE_BYTES: Final = 16 * 1024

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from facegate.errors import ConfigError, NoFaceError
+from facegate.core.errors import ConfigError, NoFaceError
 
 DEFAULT_THRESHOLD = 0.6
 """dlib's own same-person distance for its ResNet (``facegate calibrate`` picks
@@ -43,9 +43,9 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_identify)
 
     try:
-        from facegate import cli_evaluate
+        from facegate.tools import cli_evaluate
     except ModuleNotFoundError as exc:  # pragma: no cover - only while it is absent
-        if exc.name != "facegate.cli_evaluate":
+        if exc.name != "facegate.tools.cli_evaluate":
             raise
     else:
         cli_evaluate.register(sub)
@@ -67,7 +67,7 @@ def _engine() -> Any:
 
 
 def _probe(engine: Any, image: Path) -> tuple[Any, tuple[int, int]]:
-    from facegate.folders import central_face, encode_files
+    from facegate.engine.folders import central_face, encode_files
 
     if not image.is_file():
         raise ConfigError(f"{image}: no such file")
@@ -86,7 +86,7 @@ def _emit(args: argparse.Namespace, doc: dict[str, Any], text: str) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    from facegate.folders import encode_files
+    from facegate.engine.folders import encode_files
 
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
@@ -127,7 +127,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
 
 def _database(engine: Any, root: Path, only: list[str] | None = None) -> dict[str, Any]:
-    from facegate.folders import database_folders, encode_database
+    from facegate.engine.folders import database_folders, encode_database
 
     total = sum(len(v) for k, v in database_folders(root).items() if only is None or k in only)
     with progress_bar(total, "database") as tick:
@@ -138,7 +138,7 @@ def _database(engine: Any, root: Path, only: list[str] | None = None) -> dict[st
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from facegate.matching import verify
+    from facegate.core.matching import verify
 
     engine = _engine()
     templates = _database(engine, args.db, only=[args.name])
@@ -164,7 +164,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from facegate.matching import Gallery, identify
+    from facegate.core.matching import Gallery, identify
 
     engine = _engine()
     templates = _database(engine, args.db)

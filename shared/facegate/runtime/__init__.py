@@ -1,0 +1,1 @@
+"""What running a service needs: settings, the worker runner, retries."""
