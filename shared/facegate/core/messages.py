@@ -18,24 +18,23 @@ an unknown schema version ``v``, malformed ids or names.
 ``stamps`` maps a pipeline stage (see :data:`STAGES`) to a unix time; each
 service adds its own with :meth:`with_stamp`, so a door event shows where the
 time went.
+
+The shared JSON codec lives in :mod:`facegate.core.codec`, the id and name
+formats in :mod:`facegate.core.ids`; the public names of both are
+importable from here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import re
-import types
-import typing
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Self, Union
+from typing import ClassVar
 
-from facegate.core.errors import BadMessageError, PermanentError
-
-SCHEMA_VERSION = 1
-"""The one schema version this code writes and accepts."""
+from facegate.core.codec import SCHEMA_VERSION, _check, _is_number, _Message
+from facegate.core.errors import PermanentError
+from facegate.core.ids import is_name, is_person, is_upload_id
 
 STAGES = (
     "uploaded",
@@ -50,12 +49,6 @@ STAGES = (
     "published",
 )
 """Known stage names of ``stamps`` (others are accepted but not expected)."""
-
-_UPLOAD_ID_RE = re.compile(r"[0-9a-f]{32}\Z")
-_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
-_PERSON_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
-_STAGE_RE = re.compile(r"[a-z_][a-z0-9_]{0,31}\Z")
-_MAX_STAMPS = 32
 
 
 class Decision(StrEnum):
@@ -99,21 +92,6 @@ class UploadKind(StrEnum):
     ENROLL = "enroll"
 
 
-def is_upload_id(value: str) -> bool:
-    """True for a valid upload or event id: 32 lower-case hex digits."""
-    return bool(_UPLOAD_ID_RE.match(value))
-
-
-def is_name(value: str) -> bool:
-    """True for a valid door or camera id: ``[A-Za-z0-9_-]{1,64}``."""
-    return bool(_NAME_RE.match(value))
-
-
-def is_person(value: str) -> bool:
-    """True for a valid person name: ``[A-Za-z0-9][A-Za-z0-9_.-]{0,63}``."""
-    return bool(_PERSON_RE.match(value))
-
-
 def legible_ids(payload: object) -> tuple[str, str, str | None] | None:
     """``(upload_id, door, camera)`` of a message that does not decode, when
     those fields can still be read (so the door can be answered with DENY);
@@ -132,167 +110,6 @@ def legible_ids(payload: object) -> tuple[str, str, str | None] | None:
     if not (isinstance(camera, str) and is_name(camera)):
         camera = None
     return upload_id, door, camera
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _check(ok: bool, what: str) -> None:
-    if not ok:
-        raise BadMessageError(what)
-
-
-class _Message:
-    """Shared JSON codec and validation of the message dataclasses."""
-
-    _ids: ClassVar[tuple[str, ...]] = ("upload_id",)
-    _names: ClassVar[tuple[str, ...]] = ()
-    _persons: ClassVar[tuple[str, ...]] = ()
-
-    def _validate(self) -> None:
-        v = getattr(self, "v")  # noqa: B009 - every subclass has it
-        _check(v == SCHEMA_VERSION, f"unsupported schema version {v!r}")
-        for name in self._ids:
-            value = getattr(self, name)
-            _check(
-                isinstance(value, str) and is_upload_id(value),
-                f"{name} must be 32 lower-case hex digits, got {value!r}",
-            )
-        for name in self._names:
-            value = getattr(self, name)
-            _check(
-                value is None or (isinstance(value, str) and is_name(value)),
-                f"{name} must match [A-Za-z0-9_-]{{1,64}}, got {value!r}",
-            )
-        for name in self._persons:
-            value = getattr(self, name)
-            _check(
-                value is None or (isinstance(value, str) and is_person(value)),
-                f"{name} is not a valid person name: {value!r}",
-            )
-        stamps = getattr(self, "stamps")  # noqa: B009
-        _check(isinstance(stamps, dict), "stamps must be an object")
-        _check(len(stamps) <= _MAX_STAMPS, "too many stamps")
-        for stage, when in stamps.items():
-            _check(
-                isinstance(stage, str) and bool(_STAGE_RE.match(stage)),
-                f"bad stamp name {stage!r}",
-            )
-            _check(
-                _is_number(when) and math.isfinite(when) and when >= 0.0,
-                f"stamp {stage!r} must be a finite unix time, got {when!r}",
-            )
-
-    def __post_init__(self) -> None:
-        self._validate()
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (enums as their string values)."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            if isinstance(value, StrEnum):
-                value = value.value
-            elif isinstance(value, dict):
-                value = dict(value)
-            out[f.name] = value
-        return out
-
-    def to_json(self) -> bytes:
-        """Compact UTF-8 JSON; never NaN or infinity."""
-        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
-
-    @classmethod
-    def from_dict(cls, data: object) -> Self:
-        """Validate and build from a decoded JSON object."""
-        _check(isinstance(data, dict), f"{cls.__name__} must be a JSON object")
-        assert isinstance(data, dict)
-        hints = typing.get_type_hints(cls)
-        fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = set(data) - fields
-        _check(not unknown, f"{cls.__name__}: unknown fields {sorted(map(str, unknown))}")
-        if "v" in data:
-            _check(
-                type(data["v"]) is int and data["v"] == SCHEMA_VERSION,
-                f"{cls.__name__}: unsupported schema version {data['v']!r}",
-            )
-        kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if f.name not in data:
-                has_default = (
-                    f.default is not dataclasses.MISSING
-                    or f.default_factory is not dataclasses.MISSING
-                )
-                _check(has_default, f"{cls.__name__}: missing field {f.name!r}")
-                continue
-            kwargs[f.name] = _coerce(cls.__name__, f.name, hints[f.name], data[f.name])
-        return cls(**kwargs)
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> Self:
-        """Decode and validate; any problem raises ``BadMessageError``."""
-        try:
-            decoded = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadMessageError(f"{cls.__name__}: not valid JSON ({exc})") from exc
-        return cls.from_dict(decoded)
-
-    def with_stamp(self, stage: str, when: float) -> Self:
-        """A copy with ``stamps[stage] = when`` (the original is unchanged)."""
-        stamps = dict(getattr(self, "stamps"))  # noqa: B009
-        stamps[stage] = float(when)
-        return dataclasses.replace(self, stamps=stamps)  # type: ignore[type-var]
-
-
-def _coerce(owner: str, name: str, hint: Any, value: object) -> object:
-    """Check one decoded JSON value against the field's type hint."""
-    where = f"{owner}.{name}"
-    origin = typing.get_origin(hint)
-    if origin in (Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if value is None:
-            _check(len(args) < len(typing.get_args(hint)), f"{where} must not be null")
-            return None
-        _check(len(args) == 1, f"{where}: unsupported type")
-        return _coerce(owner, name, args[0], value)
-    if origin is dict:
-        _check(isinstance(value, dict), f"{where} must be an object")
-        assert isinstance(value, dict)
-        out: dict[str, float] = {}
-        for k, v in value.items():
-            _check(
-                isinstance(v, int | float) and not isinstance(v, bool),
-                f"{where}[{k!r}] must be a number",
-            )
-            out[k] = float(v)
-        return out
-    if isinstance(hint, type) and issubclass(hint, StrEnum):
-        if not isinstance(value, str):
-            raise BadMessageError(f"{where} must be a string")
-        try:
-            return hint(value)
-        except ValueError:
-            allowed = ", ".join(m.value for m in hint)
-            raise BadMessageError(f"{where}: {value!r} is not one of {allowed}") from None
-    if hint is bool:
-        _check(isinstance(value, bool), f"{where} must be true or false")
-        return value
-    if hint is int:
-        _check(type(value) is int, f"{where} must be an integer")
-        return value
-    if hint is float:
-        _check(
-            isinstance(value, int | float) and not isinstance(value, bool),
-            f"{where} must be a number",
-        )
-        assert isinstance(value, int | float)
-        _check(math.isfinite(value), f"{where} must be finite")
-        return float(value)
-    if hint is str:
-        _check(isinstance(value, str), f"{where} must be a string")
-        return value
-    raise BadMessageError(f"{where}: unsupported type {hint!r}")  # pragma: no cover
 
 
 @dataclass(frozen=True, kw_only=True)
