@@ -26,7 +26,7 @@ __all__ = [
     "StackConfig",
 ]
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 """The checkout (``services`` is importable from here)."""
 
 DEFAULT_STATE_DIR = ROOT / "var" / "stack"
