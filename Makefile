@@ -54,8 +54,7 @@ bench: install
 	$(PY) bench/e2e_load.py --scaling 1x1,2x1,1x16,2x16 --out bench/results/e2e_scaling.json
 
 bench-smoke: install
-	$(PY) -m pytest -q tests/unit/test_bench_encoder_smoke.py \
-		tests/unit/test_bench_identify_smoke.py tests/e2e/test_bench_e2e_smoke.py
+	$(PY) -m pytest -q tests/bench
 
 stack-up: install
 	$(VENV)/bin/facegate stack up

@@ -41,7 +41,7 @@ Modes:
 - ``--scaling "1x1,1x16,2x16"``: ``--find-max`` for each ``encoders x
   batch size`` configuration, each on a fresh stack: the sustained rate and
   the capacity (decisions/s while overloaded);
-- ``--smoke``: 2 doors, 2 uploads/s for 3 s (tests/e2e/test_bench_e2e_smoke.py).
+- ``--smoke``: 2 doors, 2 uploads/s for 3 s (tests/bench/test_bench_e2e_smoke.py).
 
 Usage: ``python bench/e2e_load.py [--rate 4 --duration 30] [--find-max]
 [--scaling SPEC] [--encoders N] [--batch-size B] [--batch-wait-ms W] [--smoke]``.

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.unit
+# bench: a benchmark smoke; unit: numpy only in a subprocess of a second or so
+# (no services, no model files, no TensorFlow), so `make test-fast` keeps it fresh.
+pytestmark = [pytest.mark.bench, pytest.mark.unit]
 
 ROOT = Path(__file__).resolve().parents[2]
 

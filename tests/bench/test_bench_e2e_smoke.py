@@ -18,7 +18,7 @@ import pytest
 
 from facegate.tools.devstack import StackError, find_redis_server, find_weed
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.model]
+pytestmark = [pytest.mark.bench, pytest.mark.e2e, pytest.mark.integration, pytest.mark.model]
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_PORT = os.environ.get("FACEGATE_BENCH_SMOKE_BASE_PORT", "27410")

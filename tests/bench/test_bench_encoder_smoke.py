@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.model]
+# bench: a benchmark smoke; model: builds the real encoder in TensorFlow;
+# oracle: measures it against dlib-bin; slow: as it was marked before the move.
+pytestmark = [pytest.mark.bench, pytest.mark.model, pytest.mark.oracle, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 
