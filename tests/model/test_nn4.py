@@ -3,7 +3,8 @@
 The real weights ship with no package, so the loader is checked on CSV files
 written here from randomly initialised models, in the notebooks' layout
 (conv ``(out, in, kh, kw)``, dense ``(out, in)``), by a writer in this file
-that does not share code with the loader.
+that does not share code with the loader. The numpy input preparation is
+in ``tests/unit/test_nn4_preprocess.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from facegate.training.nn4 import (
     save_csv_weights,
 )
 
-pytestmark = [pytest.mark.unit, pytest.mark.slow]
+# model: builds nn4.small2 in Keras/TensorFlow (random weights, no pretrained files).
+pytestmark = [pytest.mark.model, pytest.mark.slow]
 
 # The notebooks' ``conv_shape`` table (fr_utils.py), (out, in, kh, kw).
 NOTEBOOK_CONV_SHAPES = {
@@ -276,26 +278,6 @@ def test_non_numeric_file_is_refused(linked_copy: Path) -> None:
 def test_missing_folder_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nope"):
         load_csv_weights(build_nn4_small2(), tmp_path / "nope")
-
-
-def test_preprocess_scales_like_the_notebook() -> None:
-    img = np.zeros((96, 96, 3), dtype=np.uint8)
-    img[0, 0] = (255, 51, 0)
-    out = preprocess_96(img)
-    assert out.shape == (1, 96, 96, 3) and out.dtype == np.float32
-    np.testing.assert_allclose(out[0, 0, 0], [1.0, 0.2, 0.0], atol=1e-7)
-    with pytest.raises(ValueError, match="96, 96, 3"):
-        preprocess_96(np.zeros((2, 150, 150, 3), dtype=np.uint8))
-
-
-def test_resize_chips_keeps_content() -> None:
-    chips = np.zeros((2, 150, 150, 3), dtype=np.uint8)
-    chips[0] = 200
-    chips[1, :, 75:] = 255  # right half white
-    out = resize_chips_96(chips)
-    assert out.shape == (2, 96, 96, 3) and out.dtype == np.uint8
-    assert np.all(out[0] == 200)
-    assert np.all(out[1, :, :47] == 0) and np.all(out[1, :, 49:] == 255)
 
 
 def test_embedder_loads_and_embeds_chips(
