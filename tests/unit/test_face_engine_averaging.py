@@ -11,6 +11,8 @@ import pytest
 from facegate.engine.face_engine import EngineConfig, FaceEngine, scale_box, zoom_landmarks
 from facegate.engine.types import Box, Chips, Encodings, Image
 
+pytestmark = pytest.mark.unit
+
 MARKS = np.array([[60, 50], [45, 50], [90, 50], [105, 50], [75, 80]], dtype=np.float32)
 
 
