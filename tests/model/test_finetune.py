@@ -15,11 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from facegate.training.finetune import FinetuneConfig, TripletHead, finetune
 from facegate.training.triplet import (
-    FinetuneConfig,
-    TripletHead,
     batch_hard_triplets,
-    finetune,
     holdout_split,
     triplet_loss_reference,
 )

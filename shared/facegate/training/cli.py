@@ -71,7 +71,7 @@ def _fmt(value: float) -> str:
 def cmd_finetune(args: argparse.Namespace) -> int:
     from facegate.engine.folders import database_folders
     from facegate.tools.cli_engine import progress_bar
-    from facegate.training.triplet import FinetuneConfig, finetune_folders
+    from facegate.training.finetune import FinetuneConfig, finetune_folders
 
     if args.epochs < 1:
         raise ConfigError("--epochs must be >= 1")
