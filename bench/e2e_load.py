@@ -306,8 +306,12 @@ def open_site(
     for person, photos in enrol.items():
         admin.enroll(person, photos, doors=list(modes), timeout_s=300.0)
     listeners = {
-        door: DoorListener(client, door, derive_door_key(settings.signing_secret, door),
-                           guard=ReplayGuard())
+        door: DoorListener(
+            client,
+            door,
+            derive_door_key(settings.signing_secret.get_secret_value(), door),
+            guard=ReplayGuard(),
+        )
         for door in modes
     }
     locks = LockSide(client, listeners)

@@ -41,7 +41,8 @@ import numpy as np
 import numpy.typing as npt
 from machine import describe, machine_facts
 
-from facegate.tools.samples import cache_root, sample_faces_dir
+from facegate.runtime.paths import cache_root
+from facegate.tools.samples import sample_faces_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,6 @@ the tier rules, checked on every run:
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -19,13 +18,14 @@ import numpy as np
 import pytest
 
 from facegate.engine.types import FaceEncoder, Image
+from facegate.tools.settings import ToolSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def lfw_path() -> Path:
-    override = os.environ.get("FACEGATE_LFW_DIR")
-    return Path(override) if override else ROOT.parent / "shared" / "data" / "lfw-view1"
+    override = ToolSettings.from_env().lfw_dir
+    return override if override is not None else ROOT.parent / "shared" / "data" / "lfw-view1"
 
 
 @pytest.fixture(scope="session")

@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from facegate.tools.devstack import StackError, find_redis_server, find_weed
+from facegate.tools.settings import ToolSettings
 
 pytestmark = [pytest.mark.bench, pytest.mark.e2e, pytest.mark.integration, pytest.mark.model]
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE_PORT = os.environ.get("FACEGATE_BENCH_SMOKE_BASE_PORT", "27410")
+BASE_PORT = str(ToolSettings.from_env().bench_smoke_base_port)
 STAGES = (
     "put_notify", "ingest", "queue_wait", "fetch", "decode", "detect", "embed",
     "to_matcher", "match", "publish",

@@ -23,8 +23,10 @@ from facegate.clients.admin import Admin
 from facegate.clients.camera import CameraClient
 from facegate.runtime.settings import CommonSettings
 from facegate.tools.devstack import Stack, StackConfig, StackError, find_redis_server, find_weed
+from facegate.tools.settings import ToolSettings
 
-BASE_PORT = int(os.environ.get("FACEGATE_E2E_BASE_PORT", "26400"))
+TOOLS = ToolSettings.from_env()
+BASE_PORT = TOOLS.e2e_base_port
 
 
 def _in_ci() -> bool:
@@ -45,7 +47,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         StackConfig.for_tests(
             BASE_PORT,
             state_dir=state,
-            ready_timeout_s=float(os.environ.get("FACEGATE_TEST_READY_TIMEOUT_S", "300")),
+            ready_timeout_s=TOOLS.test_ready_timeout_s or 300.0,
             extra_env={"FACEGATE_LOG_LEVEL": "INFO", "FACEGATE_EVENT_TTL_S": "60"},
         )
     )

@@ -107,7 +107,8 @@ def snap(
 ) -> Received:
     """Upload one snapshot as a camera does and return the event its door's
     lock received and verified."""
-    listener = DoorListener(site.redis, door, derive_door_key(site.settings.signing_secret, door))
+    key = derive_door_key(site.settings.signing_secret.get_secret_value(), door)
+    listener = DoorListener(site.redis, door, key)
     sent: dict[str, str] = {}
 
     def upload() -> None:
@@ -212,8 +213,8 @@ def test_task_delivered_three_times_gives_one_decision(
         upload_id=upload_id, kind=UploadKind.ACCESS, bucket=site.settings.bucket, key=key,
         door="lobby", camera="cam9", stamps={"uploaded": time.time()},
     )
-    listener = DoorListener(site.redis, "lobby",
-                            derive_door_key(site.settings.signing_secret, "lobby"))
+    door_key = derive_door_key(site.settings.signing_secret.get_secret_value(), "lobby")
+    listener = DoorListener(site.redis, "lobby", door_key)
     received = []
 
     def deliver() -> None:
@@ -235,7 +236,7 @@ def test_task_delivered_three_times_gives_one_decision(
 def test_lock_catches_up_from_the_stream(building: Site, photos: dict[str, bytes]) -> None:
     first = snap(building, "lobby", photos["obama3.jpg"]).event
     assert first is not None
-    key = derive_door_key(building.settings.signing_secret, "lobby")
+    key = derive_door_key(building.settings.signing_secret.get_secret_value(), "lobby")
     history = DoorListener(building.redis, "lobby", key).history("0-0", count=10_000)
     ids = [h.event.upload_id for h in history if h.event is not None]
     assert first.upload_id in ids

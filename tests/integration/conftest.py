@@ -51,10 +51,13 @@ import pytest
 import redis
 
 from facegate.adapters.objectstore import MinioObjectStore
-from facegate.runtime.settings import CommonSettings, IngestSettings
+from facegate.runtime.settings import CommonSettings
 from facegate.tools.devstack import Stack, StackConfig, StackError, find_redis_server, find_weed
+from facegate.tools.settings import ToolSettings
+from services.ingest.settings import IngestSettings
 
-BASE_PORT = int(os.environ.get("FACEGATE_TEST_BASE_PORT", "26300"))
+TOOLS = ToolSettings.from_env()
+BASE_PORT = TOOLS.test_base_port
 SERVICES_DB = 2
 BROKER_DB = 3
 
@@ -89,7 +92,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         services=("redis", "seaweedfs"),
         redis_db=SERVICES_DB,
         broker_db=BROKER_DB,
-        ready_timeout_s=float(os.environ.get("FACEGATE_TEST_READY_TIMEOUT_S", "240")),
+        ready_timeout_s=TOOLS.test_ready_timeout_s or 240.0,
         extra_env={"FACEGATE_LOG_LEVEL": "INFO", "FACEGATE_PRESIGN_EXPIRY_S": "60"},
     )
     test_stack = Stack(config)

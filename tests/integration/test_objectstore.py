@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import urllib.request
 
 import pytest
+from pydantic import SecretStr
 
 from facegate.adapters.objectstore import MinioObjectStore, ObjectStore
 from facegate.core import keys
@@ -92,7 +92,7 @@ def test_presigned_put_for_a_public_endpoint(object_store: MinioObjectStore) -> 
 
 
 def test_unreachable_store_is_transient(s3_settings: CommonSettings) -> None:
-    dead = MinioObjectStore(dataclasses.replace(s3_settings, s3_endpoint="127.0.0.1:1"))
+    dead = MinioObjectStore(s3_settings.model_copy(update={"s3_endpoint": "127.0.0.1:1"}))
     t0 = time.monotonic()
     with pytest.raises(StoreUnavailableError):
         dead.get(fresh_key(), max_bytes=10)
@@ -103,7 +103,9 @@ def test_unreachable_store_is_transient(s3_settings: CommonSettings) -> None:
 
 def test_wrong_credentials_are_a_config_error(s3_settings: CommonSettings) -> None:
     bad = MinioObjectStore(
-        dataclasses.replace(s3_settings, s3_secret_key="definitely-not-the-secret-key")
+        s3_settings.model_copy(
+            update={"s3_secret_key": SecretStr("definitely-not-the-secret-key")}
+        )
     )
     with pytest.raises(ConfigError):
         bad.put(fresh_key(), b"x", "image/jpeg")

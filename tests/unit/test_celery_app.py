@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from facegate.adapters.celery_app import ENCODE_TASK, MATCH_TASK, make_celery
-from facegate.runtime.settings import EncoderSettings, MatcherSettings
+from services.encoder.settings import EncoderSettings
+from services.matcher.settings import MatcherSettings
 
 pytestmark = pytest.mark.unit
 

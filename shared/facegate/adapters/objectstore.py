@@ -134,8 +134,8 @@ class MinioObjectStore:
     def _client(self, endpoint: str) -> Minio:
         return Minio(
             endpoint,
-            access_key=self.settings.s3_access_key,
-            secret_key=self.settings.s3_secret_key,
+            access_key=self.settings.s3_access_key.get_secret_value(),
+            secret_key=self.settings.s3_secret_key.get_secret_value(),
             secure=self.settings.s3_secure,
             region=REGION,
             http_client=self._http,

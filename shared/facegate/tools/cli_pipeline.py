@@ -76,7 +76,7 @@ class Context:
     def door_key(self, door: str) -> bytes:
         from facegate.core.signing import derive_door_key
 
-        return derive_door_key(self.settings.signing_secret, door)
+        return derive_door_key(self.settings.signing_secret.get_secret_value(), door)
 
     def camera(self) -> Any:
         from facegate.clients.camera import CameraClient

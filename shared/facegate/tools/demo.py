@@ -168,7 +168,7 @@ def run_story(stack: Stack, photos: dict[str, bytes]) -> bool:
     all_ok = True
     last_open: bytes | None = None
     for case in cases:
-        key = derive_door_key(settings.signing_secret, case.door)
+        key = derive_door_key(settings.signing_secret.get_secret_value(), case.door)
         listener = DoorListener(client, case.door, key)
         sent: dict[str, str] = {}
         ext = case.photo.rsplit(".", 1)[-1]
@@ -198,7 +198,7 @@ def run_story(stack: Stack, photos: dict[str, bytes]) -> bool:
 
     print("\n== the lock refuses what it must not trust")
     if last_open is not None:
-        key = derive_door_key(settings.signing_secret, "lobby")
+        key = derive_door_key(settings.signing_secret.get_secret_value(), "lobby")
         listener = DoorListener(client, "lobby", key)
         listener.check(last_open)  # this lock has accepted the real event once
         doc = json.loads(last_open)

@@ -11,7 +11,6 @@ same way (:func:`astronaut_path`).
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import zipfile
 from pathlib import Path
 
 from facegate.core.errors import ConfigError
+from facegate.runtime.paths import cache_root
 
 SDIST_REQUIREMENT = "face_recognition==1.3.0"
 SAMPLE_NAMES = (
@@ -32,15 +32,6 @@ SAMPLE_NAMES = (
     "biden.jpg",
     "32bit.png",
 )
-
-
-def cache_root() -> Path:
-    """The user cache directory of facegate (``$FACEGATE_CACHE_DIR`` overrides)."""
-    override = os.environ.get("FACEGATE_CACHE_DIR")
-    if override:
-        return Path(override)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "facegate"
 
 
 def _pip_download(
