@@ -9,17 +9,16 @@ validated settings with secrets masked and exits 0 (or the error and 1).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
-import sys
 import threading
 import time
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from facegate.core.errors import ConfigError, TransientError
-from facegate.runtime.settings import IngestSettings
+from facegate.runtime.entrypoint import start
+from services.ingest.settings import IngestSettings
 
 if TYPE_CHECKING:
     from services.ingest.app import IngestApp
@@ -43,20 +42,10 @@ def _ensure_bucket(app: IngestApp, wait_s: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.ingest", description=__doc__)
-    parser.add_argument("--check-config", action="store_true", help="validate settings and exit")
-    args = parser.parse_args(argv)
-    try:
-        settings = IngestSettings.from_env()
-    except ConfigError as exc:
-        sys.stderr.write(f"facegate ingest: configuration error: {exc}\n")
-        return 1
-    if args.check_config:
-        sys.stdout.write(settings.describe_text() + "\n")
-        return 0
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    started = start("ingest", IngestSettings, argv, description=__doc__)
+    if isinstance(started, int):
+        return started
+    settings = started.settings
     from services.ingest.app import build
     from services.ingest.http import make_server
 
@@ -67,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("object store unusable: %s", exc)
         app.close()
         return 1
-    server = make_server(app, settings.host, settings.port)
+    server = make_server(app, settings.ingest_host, settings.ingest_port)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: shutting down", signum)
@@ -77,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     log.info(
         "ingest listening on http://%s:%d (bucket %s, notifications %s)",
-        settings.host,
-        settings.port,
+        settings.ingest_host,
+        settings.ingest_port,
         settings.bucket,
         settings.notifications,
     )

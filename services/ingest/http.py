@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from facegate.core.errors import BadMessageError, ConfigError, PermanentError, TransientError
-from services.ingest.app import IngestApp, UnauthorizedError
+from services.ingest.service import IngestApp, UnauthorizedError
 
 log = logging.getLogger("services.ingest.http")
 

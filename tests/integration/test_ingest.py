@@ -27,10 +27,10 @@ from facegate.adapters.objectstore import MinioObjectStore
 from facegate.core import keys
 from facegate.core.errors import BadMessageError
 from facegate.core.messages import EncodeRequest, UploadKind
-from facegate.runtime.settings import IngestSettings
 from facegate.tools.devstack import Stack
 from services.ingest.app import EnqueueUnavailableError, build
 from services.ingest.http import make_server
+from services.ingest.settings import IngestSettings
 
 pytestmark = pytest.mark.integration
 
@@ -69,7 +69,7 @@ class Client:
             "POST",
             f"/v1/doors/{door}/presign",
             json.dumps({"camera": camera, "badge": badge}).encode(),
-            token=self.settings.camera_token,
+            token=self.settings.camera_token.get_secret_value(),
         )
         assert status == 200, doc
         return doc
@@ -162,12 +162,13 @@ def test_tokens_are_checked(client: Client, broker: redis.Redis) -> None:
     assert client.request("POST", "/v1/events", body)[0] == 401
     assert client.request("POST", "/v1/events", body, token="wrong")[0] == 401
     # the camera token is not the webhook token, and the other way round
-    assert client.request("POST", "/v1/events", body, token=client.settings.camera_token)[0] == 401
+    camera_token = client.settings.camera_token.get_secret_value()
+    assert client.request("POST", "/v1/events", body, token=camera_token)[0] == 401
     status, doc = client.request(
         "POST",
         "/v1/doors/front/presign",
         b'{"camera": "cam1"}',
-        token=client.settings.webhook_token,
+        token=client.settings.webhook_token.get_secret_value(),
     )
     assert (status, doc["error"]) == (401, "unauthorized")
     status, _ = client.request(
@@ -178,13 +179,13 @@ def test_tokens_are_checked(client: Client, broker: redis.Redis) -> None:
 
 
 def test_errors_are_json_without_tracebacks(client: Client) -> None:
-    token = client.settings.webhook_token
+    token = client.settings.webhook_token.get_secret_value()
     status, doc = client.request("POST", "/v1/events", b"{not json", token=token)
     assert status == 400 and doc["error"] == "bad_request"
     assert "Traceback" not in json.dumps(doc)
     assert client.request("GET", "/nowhere")[0] == 404
     assert client.request("GET", "/v1/events")[0] == 405
-    cam = client.settings.camera_token
+    cam = client.settings.camera_token.get_secret_value()
     status, doc = client.request("POST", "/v1/doors/bad:door/presign", b'{"camera": "c"}', cam)
     assert status == 400 and "door" in doc["message"]
     status, doc = client.request("POST", "/v1/doors/front/presign", b'{"badge": "x"}', cam)
@@ -196,7 +197,7 @@ def test_declared_body_over_the_limit_is_refused_unread(client: Client) -> None:
     conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
     try:
         conn.putrequest("POST", "/v1/doors/front/uploads?camera=cam1")
-        conn.putheader("Authorization", f"Bearer {client.settings.camera_token}")
+        conn.putheader("Authorization", f"Bearer {client.settings.camera_token.get_secret_value()}")
         conn.putheader("Content-Type", "image/jpeg")
         conn.putheader("Content-Length", str(client.settings.max_upload_bytes + 1))
         conn.endheaders()
@@ -241,7 +242,7 @@ def test_presigned_put_reaches_the_encode_queue(
     while services_redis.hget(claim_name, "enqueued") is None:
         assert time.monotonic() < deadline, "ingest never marked the claim enqueued"
         time.sleep(0.02)
-    token = client.settings.webhook_token
+    token = client.settings.webhook_token.get_secret_value()
     status, result = client.request(
         "POST", f"/v1/events?token={token}", seaweed_event(client.settings.bucket, doc["key"])
     )
@@ -278,9 +279,9 @@ def test_presigned_url_writes_only_its_key(
 def test_expired_url_is_refused(
     ingest_settings: IngestSettings, services_redis: redis.Redis, object_store: MinioObjectStore
 ) -> None:
-    app = build(dataclasses.replace(ingest_settings, presign_expiry_s=5))
+    app = build(ingest_settings.model_copy(update={"presign_expiry_s": 5}))
     try:
-        doc = app.presign("front", "cam1", "alice", ingest_settings.camera_token)
+        doc = app.presign("front", "cam1", "alice", ingest_settings.camera_token.get_secret_value())
     finally:
         app.close()
     time.sleep(6.5)
@@ -298,7 +299,7 @@ def test_direct_upload_stores_and_enqueues_once(
         "POST",
         "/v1/doors/front/uploads?camera=cam2&badge=bob",
         JPEG,
-        token=client.settings.camera_token,
+        token=client.settings.camera_token.get_secret_value(),
         content_type="image/jpeg",
     )
     assert status == 201, doc
@@ -317,7 +318,7 @@ def test_empty_direct_upload_is_refused(client: Client, broker: redis.Redis) -> 
         "POST",
         "/v1/doors/front/uploads?camera=cam2",
         b"",
-        token=client.settings.camera_token,
+        token=client.settings.camera_token.get_secret_value(),
         content_type="image/jpeg",
     )
     assert status == 400 and "empty" in doc["message"]
@@ -330,7 +331,7 @@ def test_empty_direct_upload_is_refused(client: Client, broker: redis.Redis) -> 
 def test_events_for_other_buckets_and_prefixes_are_ignored(
     client: Client, broker: redis.Redis
 ) -> None:
-    token = client.settings.webhook_token
+    token = client.settings.webhook_token.get_secret_value()
     key = keys.upload_object_key("front", "cam1", keys.new_upload_id())
     for body in (
         seaweed_event("another-bucket", key),
@@ -353,7 +354,7 @@ def test_minio_body_is_ingested_with_its_claim(
     broker.delete(ENCODE_QUEUE)
     status, result = client.request(
         "POST", "/v1/events", minio_event(client.settings.bucket, doc["key"]),
-        token=client.settings.webhook_token,
+        token=client.settings.webhook_token.get_secret_value(),
     )  # fmt: skip
     # MinIO's redelivery of an object SeaweedFS already reported: a duplicate
     assert (status, result["enqueued"], result["duplicates"]) == (200, 0, 1)
@@ -361,7 +362,7 @@ def test_minio_body_is_ingested_with_its_claim(
     key = keys.upload_object_key("side", "cam3", keys.new_upload_id())
     status, result = client.request(
         "POST", "/v1/events", minio_event(client.settings.bucket, key),
-        token=client.settings.webhook_token,
+        token=client.settings.webhook_token.get_secret_value(),
     )  # fmt: skip
     assert (status, result["enqueued"]) == (200, 1)
     [task] = queued(broker)
@@ -373,17 +374,17 @@ def test_broker_down_answers_503_and_loses_nothing(
 ) -> None:
     """When the task cannot be sent the webhook gets 503 (the store retries),
     and the retry, once the broker is back, is not taken for a duplicate."""
-    dead = dataclasses.replace(ingest_settings, broker_url="redis://127.0.0.1:1/3")
+    dead = ingest_settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/3"})
     app = build(dead)
     server = make_server(app, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:
-        doc = app.presign("front", "cam1", "alice", ingest_settings.camera_token)
+        doc = app.presign("front", "cam1", "alice", ingest_settings.camera_token.get_secret_value())
         body = seaweed_event(ingest_settings.bucket, doc.key)
         port = server.server_address[1]
         req = urllib.request.Request(
-            f"http://127.0.0.1:{port}/v1/events?token={ingest_settings.webhook_token}",
+            f"http://127.0.0.1:{port}/v1/events?token={ingest_settings.webhook_token.get_secret_value()}",
             data=body,
             method="POST",
         )
@@ -393,7 +394,7 @@ def test_broker_down_answers_503_and_loses_nothing(
         assert json.loads(info.value.read())["error"] == "unavailable"
         info.value.close()
         with pytest.raises(EnqueueUnavailableError):
-            app.handle_event(body, ingest_settings.webhook_token)
+            app.handle_event(body, ingest_settings.webhook_token.get_secret_value())
     finally:
         server.shutdown()
         server.server_close()
@@ -402,7 +403,7 @@ def test_broker_down_answers_503_and_loses_nothing(
     # the store retries against a working ingest: enqueued, not a duplicate
     good = build(ingest_settings)
     try:
-        result = good.handle_event(body, ingest_settings.webhook_token)
+        result = good.handle_event(body, ingest_settings.webhook_token.get_secret_value())
     finally:
         good.close()
     assert result.enqueued == [doc.upload_id]
@@ -414,6 +415,6 @@ def test_bad_event_body_in_process(ingest_settings: IngestSettings) -> None:
     app = build(ingest_settings)
     try:
         with pytest.raises(BadMessageError):
-            app.handle_event(b'{"Records": 1}', ingest_settings.webhook_token)
+            app.handle_event(b'{"Records": 1}', ingest_settings.webhook_token.get_secret_value())
     finally:
         app.close()

@@ -1,25 +1,26 @@
-"""RedisStore against a real Redis (fixtures of tests/integration/conftest.py)."""
+"""RedisStore against a real Redis (fixtures of tests/integration/conftest.py):
+the store contract (tests/store_contract.py, also run on the in-memory fake)
+plus what only Redis shows (TTLs, pub/sub, corrupt hashes, capped streams)."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 import redis
+from store_contract import UID, StoreContract
 
 from facegate.adapters.redis_store import RedisStore
 from facegate.core import keys
 from facegate.core.errors import BadMessageError, RedisUnavailableError
 from facegate.core.messages import Decision, DoorEvent, Reason
-from facegate.core.policy import DoorMode, DoorPolicy
 from facegate.core.signing import derive_door_key, sign_event
 
 pytestmark = pytest.mark.integration
 
-UID = "0123456789abcdef0123456789abcdef"
+class TestRedisStoreContract(StoreContract):
+    """The same behaviours as the in-memory fake, on real Redis."""
 
 
 @pytest.fixture
@@ -83,42 +84,6 @@ def test_corrupt_probe_is_refused(store: RedisStore, raw: redis.Redis) -> None:
         store.get_probe(UID)
 
 
-def test_templates_and_gallery_version(store: RedisStore) -> None:
-    assert store.gallery_version() == 0
-    a = np.random.default_rng(1).normal(size=(3, 128)).astype(np.float32)
-    ids = store.add_templates("alice", a, "model-a")
-    assert len(ids) == 3 and len(set(ids)) == 3
-    store.add_templates("bob", a[0], "model-a")
-    v1 = store.gallery_version()
-    assert v1 == 2
-    version, snap = store.templates_snapshot("model-a")
-    assert version == v1
-    assert sorted(snap) == ["alice", "bob"]
-    assert snap["alice"].shape == (3, 128)
-    assert {r.tobytes() for r in snap["alice"]} == {r.tobytes() for r in a}
-    with pytest.raises(BadMessageError, match="model"):
-        store.add_templates("alice", a, "model-b")
-    assert store.templates_snapshot("model-b")[1] == {}
-    assert store.remove_person("alice") is True
-    assert store.remove_person("alice") is False
-    assert store.people() == ["bob"]
-    assert store.gallery_version() > v1
-
-
-def test_doors(store: RedisStore) -> None:
-    assert store.get_door("front") is None
-    policy = DoorPolicy("front", DoorMode.VERIFY, frozenset({"alice"}), 0.5, 0.0)
-    before = store.gallery_version()
-    store.set_door(policy)
-    assert store.get_door("front") == policy
-    assert store.gallery_version() == before + 1
-    store.set_door(DoorPolicy("back", DoorMode.IDENTIFY, frozenset({"*"}), 0.6, 0.1))
-    assert store.list_doors() == ["back", "front"]
-    assert store.delete_door("front") is True
-    assert store.get_door("front") is None
-    assert store.list_doors() == ["back"]
-
-
 def test_claims(store: RedisStore, raw: redis.Redis) -> None:
     key = keys.upload_object_key("front", "cam", UID, "jpg")
     store.put_claim(UID, key=key, door="front", camera="cam", badge="alice", ttl_s=120)
@@ -151,42 +116,6 @@ def test_record_decision_exactly_once(store: RedisStore, raw: redis.Redis) -> No
     assert 0 < raw.ttl(keys.decision_key(UID)) <= 86400
 
 
-def test_concurrent_records_one_winner(store: RedisStore) -> None:
-    ev = event()
-    results: list[bool] = []
-    barrier = threading.Barrier(8)
-
-    def race() -> None:
-        barrier.wait()
-        results.append(store.record_decision(sign_event(ev, b"k" * 32), ev))
-
-    threads = [threading.Thread(target=race) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(results) == [False] * 7 + [True]
-    assert len(store.read_log("front")) == 1
-
-
-def test_log_and_catch_up(store: RedisStore) -> None:
-    wires = []
-    for _ in range(5):
-        ev = event(upload_id=keys.new_upload_id())
-        wire = sign_event(ev, b"k" * 32)
-        wires.append(wire)
-        assert store.record_decision(wire, ev)
-    other = event(upload_id=keys.new_upload_id(), door="back")
-    store.record_decision(sign_event(other, b"k" * 32), other)
-    log = store.read_log("front", count=3)
-    assert [w for _, w in log] == wires[::-1][:3]
-    assert len(store.read_log(None, count=50)) == 6
-    first_two = store.events_since("front", count=2)
-    assert [w for _, w in first_two] == wires[:2]
-    rest = store.events_since("front", first_two[-1][0])
-    assert [w for _, w in rest] == wires[2:]
-
-
 def test_streams_are_capped(raw: redis.Redis) -> None:
     small = RedisStore(raw, stream_maxlen=100)
     for _ in range(1000):
@@ -194,23 +123,6 @@ def test_streams_are_capped(raw: redis.Redis) -> None:
         small.record_decision(sign_event(ev, b"k" * 32), ev)
     # MAXLEN ~ trims whole macro nodes: bounded, not exact
     assert raw.xlen(keys.door_stream("front")) < 300
-
-
-def test_replies(store: RedisStore) -> None:
-    assert store.wait_reply(UID, 0.1) is None
-
-    def later() -> None:
-        time.sleep(0.2)
-        store.push_reply(UID, b'{"ok": true}')
-
-    pusher = threading.Thread(target=later)
-    pusher.start()
-    t0 = time.monotonic()
-    got = store.wait_reply(UID, 5.0)
-    waited = time.monotonic() - t0
-    pusher.join()
-    assert got == b'{"ok": true}'
-    assert 0.1 < waited < 2.0
 
 
 def test_unreachable_redis_is_transient() -> None:

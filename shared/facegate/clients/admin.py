@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from facegate.adapters.objectstore import ObjectStore
-from facegate.adapters.redis_store import RedisStore
 from facegate.adapters.replies import parse_reply
+from facegate.adapters.store import Store
 from facegate.clients.camera import CONTENT_TYPES
 from facegate.core import keys
 from facegate.core.errors import BadMessageError, EnrolmentError, NoAnswerError, UnknownDoorError
@@ -82,7 +82,7 @@ class Admin:
     def __init__(
         self,
         settings: CommonSettings,
-        store: RedisStore,
+        store: Store,
         objects: ObjectStore,
         send: Callable[[EncodeRequest], object],
     ) -> None:

@@ -1,0 +1,229 @@
+"""What facegate keeps in its state store, as small interfaces.
+
+Two implementations: :class:`~facegate.adapters.redis_store.RedisStore`
+(production, real Redis) and :class:`~facegate.adapters.memory_store.MemoryStore`
+(an in-memory fake with the same behaviour, for unit tests of the services).
+The contract tests in ``tests/store_contract.py`` run against both.
+
+Each service depends only on the part it uses::
+
+    ProbeStore      encoder writes, matcher reads the faces of an upload
+    GalleryStore    people and their templates, with a version counter
+    DoorStore       door policies
+    ClaimStore      the badge bound to an upload's object key (ingest)
+    DecisionStore   the exactly-once decision, the door and audit streams
+    ReplyStore      enrolment results for the waiting administrator
+
+Errors: an unreachable store raises
+:class:`~facegate.core.errors.RedisUnavailableError` (transient); malformed
+stored data raises :class:`~facegate.core.errors.BadMessageError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from facegate.core.errors import BadMessageError
+from facegate.core.messages import DoorEvent
+from facegate.core.policy import DoorPolicy
+
+F32 = npt.NDArray[np.float32]
+
+DEFAULT_DECISION_TTL_S: Final = 86_400
+"""How long the exactly-once gate of an upload lives (far beyond any redelivery)."""
+
+StreamEntry = tuple[str, bytes]
+"""``(stream id, signed wire event)``."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The encodings an encoder stored for one upload."""
+
+    model_id: str
+    encodings: F32
+    """``(faces, dim)``; ``(0, dim)`` when no face was found."""
+    boxes: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def faces(self) -> int:
+        return int(self.encodings.shape[0])
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The badge a camera claimed for an upload, bound to its object key."""
+
+    upload_id: str
+    key: str
+    door: str
+    camera: str
+    badge: str | None
+    direct: bool = False
+    """Made by ingest's direct upload, which enqueues the object itself."""
+    enqueued_at: float | None = None
+    """When the upload was sent to the encoder (``None``: not yet)."""
+
+
+def as_rows(encodings: npt.ArrayLike, what: str) -> F32:
+    """``(k, d)`` finite float32 rows (a single vector becomes one row)."""
+    arr = np.asarray(encodings, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise ValueError(f"{what}: want a (k, d) array, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what}: NaN or infinite values")
+    return np.ascontiguousarray(arr, dtype=np.dtype("<f4"))
+
+
+def probe_rows(encodings: npt.ArrayLike, dim: int | None) -> F32:
+    """The rows of a probe; ``k`` may be 0, then ``dim`` must be known."""
+    arr = np.asarray(encodings, dtype=np.float32)
+    if arr.size == 0:
+        if dim is None and arr.ndim == 2:
+            dim = int(arr.shape[1])
+        if not dim:
+            raise ValueError("an empty probe needs its dimension (dim=)")
+        return np.zeros((0, dim), dtype=np.dtype("<f4"))
+    return as_rows(arr, "probe")
+
+
+def check_same_model(
+    person: str, stored_model: str | None, stored_dim: int | None, model_id: str, dim: int
+) -> None:
+    """A person's templates must all come from one model and dimension."""
+    if stored_model is not None and (stored_model != model_id or stored_dim != dim):
+        raise BadMessageError(
+            f"{person} has templates of model {stored_model!r} (dim {stored_dim}); "
+            f"refusing {model_id!r} (dim {dim}): revoke and re-enrol"
+        )
+
+
+class ProbeStore(Protocol):
+    def put_probe(
+        self,
+        upload_id: str,
+        encodings: npt.ArrayLike,
+        model_id: str,
+        *,
+        ttl_s: int,
+        boxes: Sequence[dict[str, Any]] | None = None,
+        dim: int | None = None,
+    ) -> None:
+        """Store the faces found in an upload, replacing an earlier probe."""
+
+    def get_probe(self, upload_id: str) -> Probe | None:
+        """The stored probe, ``None`` when there is none (never written, expired)."""
+
+    def delete_probe(self, upload_id: str) -> None: ...
+
+
+class GalleryStore(Protocol):
+    def gallery_version(self) -> int:
+        """A counter that moves on every enrol, revoke and door change."""
+
+    def add_templates(self, person: str, encodings: npt.ArrayLike, model_id: str) -> list[str]:
+        """Add templates ``(k, d)``; the new template ids."""
+
+    def remove_person(self, person: str) -> bool:
+        """Erase every template; ``False`` when the person was not enrolled."""
+
+    def people(self) -> list[str]: ...
+
+    def templates_snapshot(self, model_id: str | None = None) -> tuple[int, dict[str, F32]]:
+        """``(version, {person: templates})`` consistent with ``version``."""
+
+
+class DoorStore(Protocol):
+    def set_door(self, policy: DoorPolicy) -> None: ...
+
+    def get_door(
+        self, door: str, *, default_threshold: float = 0.6, default_margin: float = 0.0
+    ) -> DoorPolicy | None: ...
+
+    def list_doors(self) -> list[str]: ...
+
+    def delete_door(self, door: str) -> bool: ...
+
+
+class ClaimStore(Protocol):
+    def ping(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+    def put_claim(
+        self,
+        upload_id: str,
+        *,
+        key: str,
+        door: str,
+        camera: str,
+        badge: str | None,
+        ttl_s: int,
+        direct: bool = False,
+    ) -> None:
+        """Bind a badge (or none) to the object key of one upload."""
+
+    def get_claim(self, upload_id: str) -> Claim | None: ...
+
+    def mark_enqueued(self, upload_id: str, when: float) -> None:
+        """Note that the upload was sent to the encoder (only while its claim exists)."""
+
+
+class DecisionStore(Protocol):
+    def record_decision(self, event_wire: bytes, event: DoorEvent) -> bool:
+        """Record, stream and publish once per upload; ``False`` when already decided."""
+
+    def get_decision(self, upload_id: str) -> bytes | None: ...
+
+    def read_log(self, door: str | None = None, count: int = 20) -> list[StreamEntry]:
+        """The newest ``count`` events (one door, or all doors), newest first."""
+
+    def events_since(self, door: str, last_id: str = "0-0", count: int = 100) -> list[StreamEntry]:
+        """A door's events after ``last_id``, oldest first."""
+
+
+class ReplyStore(Protocol):
+    def push_reply(self, upload_id: str, payload: bytes | str, ttl_s: int = 300) -> None: ...
+
+    def wait_reply(self, upload_id: str, timeout_s: float) -> bytes | None: ...
+
+
+class MatcherStore(ProbeStore, GalleryStore, DoorStore, DecisionStore, Protocol):
+    """What the matcher reads and writes."""
+
+
+class EncoderStore(ProbeStore, ReplyStore, Protocol):
+    """What the encoder writes."""
+
+
+class Store(
+    ProbeStore, GalleryStore, DoorStore, ClaimStore, DecisionStore, ReplyStore, Protocol
+):
+    """Everything (what the administrator and the tools use)."""
+
+
+__all__ = [
+    "DEFAULT_DECISION_TTL_S",
+    "Claim",
+    "ClaimStore",
+    "DecisionStore",
+    "DoorStore",
+    "EncoderStore",
+    "GalleryStore",
+    "MatcherStore",
+    "Probe",
+    "ProbeStore",
+    "ReplyStore",
+    "Store",
+    "StreamEntry",
+    "as_rows",
+    "check_same_model",
+    "probe_rows",
+]
