@@ -11,86 +11,41 @@ Scale out by starting more of these processes (one model each).
 
 from __future__ import annotations
 
-import argparse
-import logging
-import sys
-from pathlib import Path
-from typing import Any
-
 from facegate.adapters.celery_app import ENCODE_QUEUE
-from facegate.core.errors import ConfigError, FacegateError
-from facegate.runtime.settings import EncoderSettings
-
-log = logging.getLogger("services.encoder")
+from facegate.adapters.celery_worker import WorkerSpec, celery_worker_argv, run_worker
+from services.encoder.app import EncoderApp, build
+from services.encoder.settings import EncoderSettings
+from services.encoder.tasks import register
 
 
 def worker_argv(settings: EncoderSettings, extra: list[str]) -> list[str]:
     concurrency = settings.worker_concurrency or max(2, 2 * settings.batch_size)
-    return [
-        "worker",
-        "-Q",
-        ENCODE_QUEUE,
-        "--pool",
-        "threads",
-        "--concurrency",
-        str(concurrency),
-        "--loglevel",
-        settings.log_level,
-        "--hostname",
-        "encoder@%h",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-        *extra,
-    ]
+    return celery_worker_argv(
+        ENCODE_QUEUE, "encoder", "threads", concurrency, settings.log_level, extra
+    )
+
+
+def _ready(app: EncoderApp) -> str:
+    s = app.settings
+    return (
+        f"ready on queue {ENCODE_QUEUE}: model {app.service.engine.model_id}, "
+        f"batch {s.batch_size}, wait {s.batch_wait_ms} ms"
+    )
+
+
+ENCODER = WorkerSpec(
+    name="encoder",
+    settings_cls=EncoderSettings,
+    build=build,
+    register=register,
+    worker_argv=worker_argv,
+    ready_message=_ready,
+    description=__doc__,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.encoder", description=__doc__)
-    parser.add_argument("--check-config", action="store_true", help="validate settings and exit")
-    parser.add_argument("--ready-file", type=Path, help="touch this file once the worker is ready")
-    args, extra = parser.parse_known_args(argv)
-    try:
-        settings = EncoderSettings.from_env()
-    except ConfigError as exc:
-        sys.stderr.write(f"facegate encoder: configuration error: {exc}\n")
-        return 1
-    if args.check_config:
-        sys.stdout.write(settings.describe_text() + "\n")
-        return 0
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    from celery.signals import worker_ready
-
-    from services.encoder.app import build_celery
-    from services.encoder.tasks import encoder_app
-
-    try:
-        app = encoder_app(settings)  # the model, once per process, before consuming
-    except FacegateError as exc:
-        sys.stderr.write(f"facegate encoder: cannot start: {exc}\n")
-        return 1
-    celery = build_celery(settings)
-    ready_file: Path | None = args.ready_file
-
-    @worker_ready.connect  # type: ignore[misc,untyped-decorator]
-    def _ready(**_: Any) -> None:
-        log.info(
-            "encoder ready on queue %s: model %s, batch %d, wait %d ms",
-            ENCODE_QUEUE,
-            app.service.engine.model_id,
-            settings.batch_size,
-            settings.batch_wait_ms,
-        )
-        if ready_file is not None:
-            ready_file.write_text("ready\n")
-
-    try:
-        celery.worker_main(worker_argv(settings, extra))
-    finally:
-        app.close()
-    return 0
+    return run_worker(ENCODER, argv)
 
 
 if __name__ == "__main__":

@@ -2,13 +2,14 @@
 
 ``build(settings)`` loads the face engine (converting and caching the dlib
 model on first use), connects the object store and Redis, and starts the
-batcher thread. It is called once per worker process, after the process has
-started (never at import), by ``python -m services.encoder`` before the
-worker consumes its first task.
+batcher thread. ``python -m services.encoder`` calls it once per worker
+process, after the process has started (never at import), before the worker
+consumes its first task, and hands the result to ``tasks.register``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from celery import Celery
@@ -18,9 +19,9 @@ from facegate.adapters.objectstore import MinioObjectStore
 from facegate.adapters.redis_store import RedisStore
 from facegate.core.messages import EncodeRequest, MatchRequest
 from facegate.engine.types import FaceEncoder
-from facegate.runtime.settings import EncoderSettings
 from services.encoder.batcher import Batcher
 from services.encoder.service import Encoded, EncoderService
+from services.encoder.settings import EncoderSettings
 
 
 @dataclass
@@ -29,11 +30,14 @@ class EncoderApp:
     store: RedisStore
     service: EncoderService
     batcher: Batcher[EncodeRequest, Encoded]
+    send_match: Callable[[MatchRequest], object]
+    sender: Celery
 
     def close(self) -> None:
         self.batcher.close()
         self.service.close()
         self.store.close()
+        self.sender.close()
 
 
 def build(
@@ -47,7 +51,7 @@ def build(
         from facegate.engine.factory import build_face_encoder
 
         engine = build_face_encoder(settings.model_cache)
-    celery = sender if sender is not None else make_celery(settings, "facegate-encoder")
+    celery = sender if sender is not None else make_celery(settings, "facegate-encoder-sender")
     store = RedisStore.from_url(settings.redis_url)
     objects = MinioObjectStore(settings)
 
@@ -61,13 +65,4 @@ def build(
         max_wait_s=settings.batch_wait_ms / 1000.0,
         name="encode-batcher",
     )
-    return EncoderApp(settings=settings, store=store, service=service, batcher=batcher)
-
-
-def build_celery(settings: EncoderSettings) -> Celery:
-    """The encoder's Celery app with ``facegate.encode`` registered."""
-    from services.encoder.tasks import register
-
-    celery = make_celery(settings, "facegate-encoder")
-    register(celery, settings)
-    return celery
+    return EncoderApp(settings, store, service, batcher, _send, celery)

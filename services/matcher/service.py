@@ -29,14 +29,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from facegate.adapters.redis_store import RedisStore
+from facegate.adapters.store import MatcherStore
 from facegate.core.errors import TransientError
 from facegate.core.keys import new_upload_id
 from facegate.core.matching import Gallery
 from facegate.core.messages import DoorEvent, MatchRequest, Reason, UploadKind
 from facegate.core.policy import DoorPolicy, Verdict, decide
 from facegate.core.signing import derive_door_key, sign_event
-from facegate.runtime.settings import MatcherSettings
+from services.matcher.settings import MatcherSettings
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class MatcherService:
     def __init__(
         self,
         settings: MatcherSettings,
-        store: RedisStore,
+        store: MatcherStore,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -118,7 +118,7 @@ class MatcherService:
     def door_key(self, door: str) -> bytes:
         key = self._door_keys.get(door)
         if key is None:
-            key = derive_door_key(self.settings.signing_secret, door)
+            key = derive_door_key(self.settings.signing_secret.get_secret_value(), door)
             self._door_keys[door] = key
         return key
 
@@ -175,16 +175,16 @@ class MatcherService:
         stamps["match_start"] = started
         return self._publish(request.upload_id, request.door, request.camera, verdict, stamps)
 
-    def deny(
-        self,
-        upload_id: str,
-        door: str,
-        camera: str | None = None,
-        reason: Reason = Reason.INTERNAL_ERROR,
-        stamps: dict[str, float] | None = None,
-    ) -> Outcome:
-        """Record a DENY without deciding (bad message, retries spent)."""
-        return self._publish(upload_id, door, camera, Verdict.deny(reason), dict(stamps or {}))
+    def deny(self, request: MatchRequest, reason: Reason = Reason.INTERNAL_ERROR) -> Outcome:
+        """Record a DENY for ``request`` without deciding (an undecodable
+        message, retries spent); nothing when it names no door."""
+        if request.door is None:
+            log.warning("cannot deny upload %s: no door", request.upload_id)
+            return Outcome(None, False)
+        verdict = Verdict.deny(reason)
+        return self._publish(
+            request.upload_id, request.door, request.camera, verdict, dict(request.stamps)
+        )
 
     def _publish(
         self,

@@ -33,7 +33,7 @@ from facegate.core import keys
 from facegate.core.messages import Decision, DoorEvent, MatchRequest, Reason
 from facegate.core.policy import DoorMode, DoorPolicy
 from facegate.core.signing import ReplayGuard, derive_door_key, verify_event
-from facegate.runtime.settings import MatcherSettings
+from services.matcher.settings import MatcherSettings
 
 pytestmark = pytest.mark.integration
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar
@@ -183,6 +184,30 @@ class MatchRequest(_Message):
         if self.kind is UploadKind.ACCESS:
             _check(self.door is not None, "an access match needs door")
         _check(len(self.model_id) <= 200, "model_id too long")
+
+    @classmethod
+    def denied(
+        cls,
+        upload_id: str,
+        door: str,
+        camera: str | None = None,
+        *,
+        reason: Reason = Reason.INTERNAL_ERROR,
+        badge: str | None = None,
+        model_id: str = "",
+        stamps: Mapping[str, float] | None = None,
+    ) -> MatchRequest:
+        """An access upload the matcher must deny with ``reason`` without
+        deciding (it could not be encoded, or its message was unreadable)."""
+        return cls(
+            upload_id=upload_id,
+            door=door,
+            camera=camera,
+            badge=badge,
+            error=reason,
+            model_id=model_id,
+            stamps=dict(stamps or {}),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,119 @@
+"""The one runner of the Celery services (encoder, matcher).
+
+::
+
+    # services/matcher/__main__.py
+    def main(argv=None) -> int:
+        return run_worker(MATCHER, argv)
+
+:func:`run_worker` runs a service described by a :class:`WorkerSpec`: after
+:func:`~facegate.runtime.entrypoint.start` (``--check-config``, settings,
+logging) it builds the service's app in this process (its composition root,
+which may load a model: before the first task is consumed, never at import),
+builds the Celery app, hands both to the service's ``register(celery, app)``,
+writes ``--ready-file`` once Celery says the worker is ready, and closes the
+app when the worker stops. Nothing here knows what the service does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from facegate.adapters.celery_app import make_celery
+from facegate.core.errors import FacegateError
+from facegate.runtime.entrypoint import Closable, start
+from facegate.runtime.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=CommonSettings)
+A = TypeVar("A", bound=Closable)
+
+
+@dataclass(frozen=True)
+class WorkerSpec(Generic[S, A]):
+    """A Celery service: how to build it, register its tasks and run its worker."""
+
+    name: str
+    settings_cls: type[S]
+    build: Callable[[S], A]
+    """The composition root: everything the tasks need, built once per process."""
+    register: Callable[[Any, A], object]
+    """``register(celery, app)``: the service's tasks, bound to ``app``."""
+    worker_argv: Callable[[S, list[str]], list[str]]
+    """``celery worker`` arguments (queue, pool, concurrency...)."""
+    ready_message: Callable[[A], str] = lambda app: "ready"
+    description: str | None = None
+
+
+def _ready_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ready-file", type=Path, help="touch this file once the worker is ready")
+
+
+def run_worker(spec: WorkerSpec[S, A], argv: Sequence[str] | None = None) -> int:
+    """Run ``spec``'s worker in this process until it stops; the exit code."""
+    started = start(
+        spec.name,
+        spec.settings_cls,
+        argv,
+        description=spec.description,
+        add_arguments=_ready_file,
+        pass_through=True,
+    )
+    if isinstance(started, int):
+        return started
+    settings = started.settings
+    from celery.signals import worker_ready
+
+    try:
+        app = spec.build(settings)
+    except FacegateError as exc:
+        sys.stderr.write(f"facegate {spec.name}: cannot start: {exc}\n")
+        return 1
+    try:
+        celery = make_celery(settings, f"facegate-{spec.name}")
+        spec.register(celery, app)
+        ready_file: Path | None = started.args.ready_file
+
+        @worker_ready.connect(weak=False)  # type: ignore[misc,untyped-decorator]
+        def _ready(**_: Any) -> None:
+            log.info("%s %s", spec.name, spec.ready_message(app))
+            if ready_file is not None:
+                ready_file.write_text("ready\n")
+
+        celery.worker_main(spec.worker_argv(settings, started.extra))
+    finally:
+        app.close()
+    return 0
+
+
+def celery_worker_argv(
+    queue: str, node: str, pool: str, concurrency: int, log_level: str, extra: list[str]
+) -> list[str]:
+    """``celery worker`` arguments shared by the facegate workers."""
+    return [
+        "worker",
+        "-Q",
+        queue,
+        "--pool",
+        pool,
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        log_level,
+        "--hostname",
+        f"{node}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        *extra,
+    ]
+
+
+__all__ = ["WorkerSpec", "celery_worker_argv", "run_worker"]
