@@ -26,19 +26,19 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from facegate.adapters.objectstore import ObjectStore
-from facegate.adapters.redis_store import RedisStore
 from facegate.adapters.replies import encode_reply, face_box
+from facegate.adapters.store import EncoderStore
 from facegate.core.errors import ImageError, PermanentError, TransientError
 from facegate.core.messages import EncodeRequest, MatchRequest, Reason, UploadKind
 from facegate.core.policy import DEADLINE_STAMPS
 from facegate.engine.images import decode_image
 from facegate.engine.types import Face, FaceEncoder, Image
-from facegate.runtime.settings import EncoderSettings
+from services.encoder.settings import EncoderSettings
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,34 @@ def enrol_reply(
     )
 
 
+@dataclass
+class Batch:
+    """One batch on its way through the stages, with the times each ended."""
+
+    requests: list[EncodeRequest]
+    start: float
+    expired: list[bool]
+    raw: list[bytes | BaseException]
+    fetched: float
+    images: list[Image | BaseException] = field(default_factory=list)
+    decoded: float = 0.0
+    faces: dict[int, list[Face]] = field(default_factory=dict)
+    engine_error: BaseException | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    embedded: float = 0.0
+
+    def stamps(self, i: int) -> dict[str, float]:
+        """Upload ``i``'s stamps with this batch's stages added."""
+        return {
+            **self.requests[i].stamps,
+            "encode_start": self.start,
+            "fetched": self.fetched,
+            "decoded": self.decoded,
+            "detected": self.timings.get("detected", self.embedded),
+            "embedded": self.timings.get("embedded", self.embedded),
+        }
+
+
 TIMED_OUT = ImageError("past the deadline")
 """Placeholder fetched value of an upload that is not fetched (expired)."""
 
@@ -85,7 +113,7 @@ class EncoderService:
         self,
         settings: EncoderSettings,
         objects: ObjectStore,
-        store: RedisStore,
+        store: EncoderStore,
         engine: FaceEncoder,
         send_match: Callable[[MatchRequest], object],
         *,
@@ -135,69 +163,80 @@ class EncoderService:
         self, requests: Sequence[EncodeRequest]
     ) -> list[Encoded | BaseException]:
         """Encode a batch; one :class:`Encoded` (or a transient exception to
-        retry) per request, in order."""
+        retry) per request, in order. Stage by stage: fetch, decode, engine,
+        answer."""
         if not requests:
             return []
-        start = self.clock()
-        stamps: list[dict[str, float]] = [
-            {**r.stamps, "encode_start": start} for r in requests
-        ]
-        expired = [self._expired(r, start) for r in requests]
-        raw = list(self._pool.map(self._fetch, requests, expired))
-        fetched = self.clock()
-        images = [self._decode(d) for d in raw]
-        decoded = self.clock()
-        usable = [i for i, img in enumerate(images) if not isinstance(img, BaseException)]
-        faces: dict[int, list[Face]] = {}
-        engine_error: BaseException | None = None
-        timings: dict[str, float] = {}
-        if usable:
-            try:
-                found = self.engine.encode_images(
-                    [images[i] for i in usable],  # type: ignore[misc]
-                    timings=timings,
-                )
-                faces = dict(zip(usable, found, strict=True))
-            except Exception as exc:  # the engine failing must not lose the batch
-                log.exception("face engine failed on a batch of %d", len(usable))
-                engine_error = exc
-        embedded = self.clock()
-        results: list[Encoded | BaseException] = []
-        for i, request in enumerate(requests):
-            s = stamps[i]
-            s["fetched"] = fetched
-            s["decoded"] = decoded
-            s["detected"] = timings.get("detected", embedded)
-            s["embedded"] = timings.get("embedded", embedded)
-            image = images[i]
-            error: Reason | None = None
-            detail = ""
-            if isinstance(image, TransientError):
-                results.append(image)
-                continue
-            if expired[i]:
-                error = Reason.TIMEOUT
-                detail = "older than FACEGATE_DEADLINE_S when its batch started"
-                log.info("upload %s: past its deadline, not encoded", request.upload_id)
-            elif isinstance(image, BaseException):
-                error = Reason.from_error(image)
-                detail = str(image)
-                log.info("upload %s (%s): %s", request.upload_id, request.key, image)
-            elif engine_error is not None:
-                error = Reason.INTERNAL_ERROR
-                detail = f"face engine failed: {engine_error}"
-            try:
-                results.append(self._finish(request, faces.get(i, []), error, detail, s))
-            except TransientError as exc:
-                results.append(exc)
+        batch = self.fetch(requests)
+        self.decode(batch)
+        self.run_engine(batch)
+        results = self.answer(batch)
         log.info(
             "batch of %d: fetch %.0f ms, decode %.0f ms, engine %.0f ms",
             len(requests),
-            (fetched - start) * 1000,
-            (decoded - fetched) * 1000,
-            (embedded - decoded) * 1000,
+            (batch.fetched - batch.start) * 1000,
+            (batch.decoded - batch.fetched) * 1000,
+            (batch.embedded - batch.decoded) * 1000,
         )
         return results
+
+    def fetch(self, requests: Sequence[EncodeRequest]) -> Batch:
+        """Stage 1: every object at once (uploads past their deadline are not fetched)."""
+        start = self.clock()
+        expired = [self._expired(r, start) for r in requests]
+        raw = list(self._pool.map(self._fetch, requests, expired))
+        return Batch(list(requests), start, expired, raw, fetched=self.clock())
+
+    def decode(self, batch: Batch) -> None:
+        """Stage 2: bytes to pixels (bounded pixel count), per upload."""
+        batch.images = [self._decode(d) for d in batch.raw]
+        batch.decoded = self.clock()
+
+    def run_engine(self, batch: Batch) -> None:
+        """Stage 3: one engine call for every decodable image of the batch; a
+        failure of the engine itself is kept to answer every upload with it."""
+        usable = [i for i, img in enumerate(batch.images) if not isinstance(img, BaseException)]
+        if usable:
+            try:
+                found = self.engine.encode_images(
+                    [batch.images[i] for i in usable],  # type: ignore[misc]
+                    timings=batch.timings,
+                )
+                batch.faces = dict(zip(usable, found, strict=True))
+            except Exception as exc:  # the engine failing must not lose the batch
+                log.exception("face engine failed on a batch of %d", len(usable))
+                batch.engine_error = exc
+        batch.embedded = self.clock()
+
+    def answer(self, batch: Batch) -> list[Encoded | BaseException]:
+        """Stage 4: probe + match request (access) or reply (enrolment) per upload."""
+        results: list[Encoded | BaseException] = []
+        for i, request in enumerate(batch.requests):
+            image = batch.images[i]
+            if isinstance(image, TransientError):
+                results.append(image)
+                continue
+            error, detail = self._error_of(batch, i)
+            try:
+                results.append(
+                    self._finish(request, batch.faces.get(i, []), error, detail, batch.stamps(i))
+                )
+            except TransientError as exc:
+                results.append(exc)
+        return results
+
+    def _error_of(self, batch: Batch, i: int) -> tuple[Reason | None, str]:
+        """Why upload ``i`` gets no probe (``None``: it has one)."""
+        request, image = batch.requests[i], batch.images[i]
+        if batch.expired[i]:
+            log.info("upload %s: past its deadline, not encoded", request.upload_id)
+            return Reason.TIMEOUT, "older than FACEGATE_DEADLINE_S when its batch started"
+        if isinstance(image, BaseException):
+            log.info("upload %s (%s): %s", request.upload_id, request.key, image)
+            return Reason.from_error(image), str(image)
+        if batch.engine_error is not None:
+            return Reason.INTERNAL_ERROR, f"face engine failed: {batch.engine_error}"
+        return None, ""
 
     def _finish(
         self,
@@ -250,4 +289,4 @@ class _BrokerError(TransientError):
     """The broker refused the match task; the encode task retries."""
 
 
-__all__ = ["Encoded", "EncoderService", "enrol_reply"]
+__all__ = ["Batch", "Encoded", "EncoderService", "enrol_reply"]

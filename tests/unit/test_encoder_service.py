@@ -14,8 +14,8 @@ from facegate.adapters.replies import parse_reply
 from facegate.core.errors import ImageError, StoreUnavailableError, TransientError
 from facegate.core.messages import EncodeRequest, MatchRequest, Reason, UploadKind
 from facegate.engine.types import Box, Face, Image
-from facegate.runtime.settings import EncoderSettings
 from services.encoder.service import Encoded, EncoderService
+from services.encoder.settings import EncoderSettings
 
 pytestmark = pytest.mark.unit
 
