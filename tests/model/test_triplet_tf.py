@@ -12,11 +12,9 @@ import numpy as np
 import pytest
 
 from facegate.core.errors import ConfigError
+from facegate.training.finetune import FinetuneConfig, TripletHead, finetune
 from facegate.training.triplet import (
-    FinetuneConfig,
-    TripletHead,
     batch_hard_triplets,
-    finetune,
     holdout_split,
     triplet_loss,
     triplet_loss_reference,
@@ -251,7 +249,7 @@ def make_folders(root: Path, people: int = 6, per: int = 6) -> None:
 
 
 def test_finetune_folders_with_a_stand_in_engine(tmp_path: Path) -> None:
-    from facegate.training.triplet import finetune_folders
+    from facegate.training.finetune import finetune_folders
 
     make_folders(tmp_path / "db")
     cfg = FinetuneConfig(epochs=5, people_per_batch=4, images_per_person=3, dimension=16)

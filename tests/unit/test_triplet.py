@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from facegate.core.errors import ConfigError, ModelFormatError
+from facegate.training.finetune import FinetuneConfig, TripletHead
 from facegate.training.triplet import (
-    FinetuneConfig,
-    TripletHead,
     Triplets,
     batch_hard_triplets,
     best_threshold,

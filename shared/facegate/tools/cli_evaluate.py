@@ -118,7 +118,7 @@ def _distances(
 ) -> tuple[list[npt.NDArray[np.float64]], list[str], list[str]]:
     """Distances of every set, each image encoded once."""
     from facegate.engine.folders import pair_distances
-    from facegate.tools.cli_engine import progress_bar
+    from facegate.runtime.progress import progress_bar
 
     flat = [(p.left, p.right) for s in sets for p in s.pairs]
     total = len({path for pair in flat for path in pair})

@@ -70,7 +70,7 @@ def _fmt(value: float) -> str:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from facegate.engine.folders import database_folders
-    from facegate.tools.cli_engine import progress_bar
+    from facegate.runtime.progress import progress_bar
     from facegate.training.finetune import FinetuneConfig, finetune_folders
 
     if args.epochs < 1:

@@ -11,14 +11,8 @@ oracle for tests.
 Triplet mining (semi-hard and batch-hard, over P x K batches), the
 verification metrics and the hold-out split are plain numpy.
 
-Fine-tuning a head with them (:class:`~facegate.training.finetune.TripletHead`,
-:class:`~facegate.training.finetune.FinetuneConfig`,
-:class:`~facegate.training.finetune.FinetuneResult`,
-:func:`~facegate.training.finetune.finetune`,
-:func:`~facegate.training.finetune.finetune_folders`) lives in
-:mod:`facegate.training.finetune`, which imports this module; those names
-stay importable from here, imported from there on first use, so that this
-module never imports it at import time.
+Fine-tuning a head with them lives in :mod:`facegate.training.finetune`,
+which imports this module (never the other way round).
 
 Only :func:`triplet_loss` imports TensorFlow, inside the function.
 """
@@ -28,40 +22,22 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from facegate.core.errors import ConfigError
 
-if TYPE_CHECKING:
-    from facegate.training.finetune import (
-        HEAD_FORMAT,
-        HEAD_VERSION,
-        FinetuneConfig,
-        FinetuneResult,
-        TripletHead,
-        finetune,
-        finetune_folders,
-    )
-
 __all__ = [
     "ALPHA",
-    "HEAD_FORMAT",
-    "HEAD_VERSION",
-    "FinetuneConfig",
-    "FinetuneResult",
     "FloatArray",
     "IntArray",
     "Mining",
-    "TripletHead",
     "Triplets",
     "VerificationMetrics",
     "batch_hard_triplets",
     "best_threshold",
-    "finetune",
-    "finetune_folders",
     "holdout_split",
     "mine",
     "pairwise_squared_distances",
@@ -71,18 +47,6 @@ __all__ = [
     "triplet_loss_reference",
     "verification_metrics",
 ]
-
-_FINETUNE_NAMES = frozenset(
-    {
-        "HEAD_FORMAT",
-        "HEAD_VERSION",
-        "FinetuneConfig",
-        "FinetuneResult",
-        "TripletHead",
-        "finetune",
-        "finetune_folders",
-    }
-)
 
 ALPHA = 0.2
 """The seeds' margin."""
@@ -363,15 +327,3 @@ def holdout_split(
         test.extend(int(i) for i in idx[:n_test])
         train.extend(int(i) for i in idx[n_test:])
     return np.sort(np.asarray(train, dtype=np.int64)), np.sort(np.asarray(test, dtype=np.int64))
-
-
-if not TYPE_CHECKING:
-
-    def __getattr__(name: str) -> Any:
-        """The fine-tuning names, from :mod:`facegate.training.finetune` on
-        first use (importing it here at import time would be a cycle)."""
-        if name in _FINETUNE_NAMES:
-            import facegate.training.finetune as finetune_module
-
-            return getattr(finetune_module, name)
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
