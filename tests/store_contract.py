@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -18,12 +19,20 @@ import pytest
 from facegate.adapters.store import Store
 from facegate.core import keys
 from facegate.core.errors import BadMessageError
+from facegate.core.event_verify import ReplayGuard, verify_event
+from facegate.core.ids import stream_id_key
 from facegate.core.messages import Decision, DoorEvent, Reason
 from facegate.core.policy import DoorMode, DoorPolicy
-from facegate.core.signing import sign_event
+from facegate.core.signing import DoorSigner
 
 UID = "0123456789abcdef0123456789abcdef"
-KEY = b"k" * 32
+SECRET = "store-contract-secret-0123456789"
+SIGNERS = {door: DoorSigner.derive(SECRET, door) for door in ("front", "back")}
+
+
+def sign(event: DoorEvent) -> bytes:
+    """What the matcher hands the store: the door's key signing the event."""
+    return SIGNERS[event.door].sign(event)
 
 
 def event(upload_id: str = UID, door: str = "front", **over: Any) -> DoorEvent:
@@ -127,14 +136,41 @@ class StoreContract:
 
     def test_record_decision_exactly_once(self, store: Store) -> None:
         ev = event()
-        wire = sign_event(ev, KEY)
-        assert store.record_decision(wire, ev) is True
+        recorded = store.record_decision(ev, sign)
+        assert recorded is not None
+        assert recorded.event.stream_id is not None
+        assert recorded.event == replace(ev, stream_id=recorded.event.stream_id)
         second = event(reason=Reason.TIMEOUT)
-        assert store.record_decision(sign_event(second, KEY), second) is False
-        assert store.get_decision(UID) == wire
-        assert [w for _, w in store.read_log("front")] == [wire]
-        assert [w for _, w in store.read_log(None)] == [wire]
+        assert store.record_decision(second, sign) is None
+        assert store.get_decision(UID) == recorded.wire
+        assert [w for _, w in store.read_log("front")] == [recorded.wire]
+        assert [w for _, w in store.read_log(None)] == [recorded.wire]
         assert store.get_decision(keys.new_upload_id()) is None
+
+    def test_recorded_event_is_signed_with_its_stream_id(self, store: Store) -> None:
+        recorded = store.record_decision(event(), sign)
+        assert recorded is not None
+        ((entry_id, wire),) = store.events_since("front")
+        assert wire == recorded.wire
+        # the id under the signature is the entry's: a lock can resume from it
+        checked = verify_event(wire, SIGNERS["front"].public_key, "front", now=1001.0,
+                               stream_id=entry_id, guard=ReplayGuard())
+        assert checked.stream_id == entry_id == recorded.event.stream_id
+        # the first id tried is the event's issue time in milliseconds
+        assert stream_id_key(entry_id) == (1_000_000, 0)
+
+    def test_same_millisecond_decisions_get_increasing_ids(self, store: Store) -> None:
+        ids = []
+        for _ in range(5):  # same issued_at: each must be signed again above the last
+            recorded = store.record_decision(event(upload_id=keys.new_upload_id()), sign)
+            assert recorded is not None
+            ids.append(recorded.event.stream_id)
+        assert ids == [f"1000000-{n}" for n in range(5)]
+        assert [sid for sid, _ in store.events_since("front")] == ids
+        # an event issued "earlier" (a matcher with a slow clock) still goes after them
+        late = store.record_decision(event(upload_id=keys.new_upload_id(), issued_at=900.0,
+                                           expires_at=930.0), sign)
+        assert late is not None and late.event.stream_id == "1000000-5"
 
     def test_concurrent_records_one_winner(self, store: Store) -> None:
         ev = event()
@@ -143,7 +179,7 @@ class StoreContract:
 
         def race() -> None:
             barrier.wait()
-            results.append(store.record_decision(sign_event(ev, KEY), ev))
+            results.append(store.record_decision(ev, sign) is not None)
 
         threads = [threading.Thread(target=race) for _ in range(8)]
         for t in threads:
@@ -153,15 +189,32 @@ class StoreContract:
         assert sorted(results) == [False] * 7 + [True]
         assert len(store.read_log("front")) == 1
 
+    def test_concurrent_doors_decisions_all_recorded_in_order(self, store: Store) -> None:
+        barrier = threading.Barrier(6)
+        recorded: list[str] = []
+
+        def decide() -> None:
+            barrier.wait()
+            for _ in range(5):
+                done = store.record_decision(event(upload_id=keys.new_upload_id()), sign)
+                assert done is not None and done.event.stream_id is not None
+                recorded.append(done.event.stream_id)
+
+        threads = [threading.Thread(target=decide) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        in_stream = [sid for sid, _ in store.events_since("front", count=100)]
+        assert sorted(recorded, key=stream_id_key) == in_stream and len(in_stream) == 30
+
     def test_log_and_catch_up(self, store: Store) -> None:
         wires = []
         for _ in range(5):
-            ev = event(upload_id=keys.new_upload_id())
-            wire = sign_event(ev, KEY)
-            wires.append(wire)
-            assert store.record_decision(wire, ev)
-        other = event(upload_id=keys.new_upload_id(), door="back")
-        store.record_decision(sign_event(other, KEY), other)
+            recorded = store.record_decision(event(upload_id=keys.new_upload_id()), sign)
+            assert recorded is not None
+            wires.append(recorded.wire)
+        store.record_decision(event(upload_id=keys.new_upload_id(), door="back"), sign)
         log = store.read_log("front", count=3)
         assert [w for _, w in log] == wires[::-1][:3]
         assert len(store.read_log(None, count=50)) == 6
@@ -170,6 +223,20 @@ class StoreContract:
         rest = store.events_since("front", first_two[-1][0])
         assert [w for _, w in rest] == wires[2:]
         assert store.events_since("front", rest[-1][0]) == []
+
+    def test_door_key_versions(self, store: Store) -> None:
+        assert store.door_key_version("front") == 1
+        version = store.gallery_version()
+        assert store.rotate_door_key("front") == 2
+        assert store.gallery_version() > version  # matchers notice
+        assert store.rotate_door_key("front") == 3
+        assert (store.door_key_version("front"), store.door_key_version("back")) == (3, 1)
+        # replacing or removing the door keeps its key version (no old key comes back)
+        store.set_door(DoorPolicy("front", DoorMode.VERIFY, frozenset(), 0.6))
+        store.delete_door("front")
+        assert store.door_key_version("front") == 3
+        with pytest.raises(BadMessageError):
+            store.rotate_door_key("a:b")
 
     def test_replies(self, store: Store) -> None:
         assert store.wait_reply(UID, 0.1) is None

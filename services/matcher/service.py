@@ -7,9 +7,11 @@ For each :class:`~facegate.core.messages.MatchRequest` (kind ``access``):
    ``facegate:gallery:version`` changed (one GET per request otherwise);
 3. read the probe encodings the encoder left in Redis;
 4. :func:`facegate.core.policy.decide` -> verdict;
-5. build the :class:`~facegate.core.messages.DoorEvent`, sign it with the door's
-   key, and record + publish it with the one Lua script of
-   :meth:`RedisStore.record_decision` (``SET NX`` gate: a second delivery,
+5. build the :class:`~facegate.core.messages.DoorEvent`, sign it with the
+   door's Ed25519 key (derived from ``FACEGATE_SIGNING_SECRET`` and the
+   door's key version, :mod:`facegate.core.signing`) together with its
+   stream id, and record + publish it with the one Lua script of
+   :meth:`RedisStore.record_decision` (exactly-once gate: a second delivery,
    even racing on another worker, changes nothing).
 
 Safe by default: any exception in steps 2-4 (corrupt data, a bug) becomes
@@ -35,7 +37,7 @@ from facegate.core.keys import new_upload_id
 from facegate.core.matching import Gallery
 from facegate.core.messages import DoorEvent, MatchRequest, Reason, UploadKind
 from facegate.core.policy import DoorPolicy, Verdict, decide
-from facegate.core.signing import derive_door_key, sign_event
+from facegate.core.signing import DoorSigner
 from services.matcher.settings import MatcherSettings
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,8 @@ class MatcherService:
         self._version = -1
         self._galleries: dict[str, Gallery] = {}
         self._doors: dict[str, DoorPolicy | None] = {}
-        self._door_keys: dict[str, bytes] = {}
+        self._key_versions: dict[str, int] = {}
+        self._signers: dict[tuple[str, int], DoorSigner] = {}
 
     # --- cached state -----------------------------------------------------------
 
@@ -81,6 +84,7 @@ class MatcherService:
                 log.info("gallery version %s -> %s: reloading", self._version, version)
                 self._galleries.clear()
                 self._doors.clear()
+                self._key_versions.clear()
                 self._version = version
 
     def gallery(self, model_id: str, dim: int) -> Gallery:
@@ -115,12 +119,24 @@ class MatcherService:
             self._doors[door] = policy
         return policy
 
-    def door_key(self, door: str) -> bytes:
-        key = self._door_keys.get(door)
-        if key is None:
-            key = derive_door_key(self.settings.signing_secret.get_secret_value(), door)
-            self._door_keys[door] = key
-        return key
+    def signer(self, door: str) -> DoorSigner:
+        """The door's current private key (its version is cached like the
+        policy: until the gallery version moves, which a rotation does)."""
+        with self._lock:
+            version = self._key_versions.get(door)
+        if version is None:
+            version = self.store.door_key_version(door)
+            with self._lock:
+                self._key_versions[door] = version
+        with self._lock:
+            signer = self._signers.get((door, version))
+        if signer is None:
+            signer = DoorSigner.derive(
+                self.settings.signing_secret.get_secret_value(), door, version
+            )
+            with self._lock:
+                self._signers[(door, version)] = signer
+        return signer
 
     # --- deciding --------------------------------------------------------------
 
@@ -210,9 +226,9 @@ class MatcherService:
             expires_at=now + self.settings.event_ttl_s,
             stamps=stamps,
         )
-        wire = sign_event(event, self.door_key(door))
-        recorded = self.store.record_decision(wire, event)
-        if recorded:
+        recorded = self.store.record_decision(event, self.signer(door).sign)
+        if recorded is not None:
+            event = recorded.event
             since = stamps.get("uploaded", stamps.get("ingested"))
             log.info(
                 "door %s upload %s: %s %s person=%s distance=%s latency=%s",
@@ -227,7 +243,7 @@ class MatcherService:
             self._forget_probe(upload_id)
         else:
             log.info("upload %s was decided meanwhile; this event is dropped", upload_id)
-        return Outcome(event, recorded)
+        return Outcome(event, recorded is not None)
 
     def _forget_probe(self, upload_id: str) -> None:
         try:

@@ -5,7 +5,7 @@ The names an integrator needs are importable from here, loaded on first use
 client, no TensorFlow)::
 
     from facegate import build_face_encoder, verify, identify, Gallery   # the engine
-    from facegate import DoorListener, verify_event, ReplayGuard         # a lock
+    from facegate import DoorListener, LockState, verify_event           # a lock
     from facegate import CameraClient                                    # a camera
     from facegate import Admin                                           # doors, people
 
@@ -43,11 +43,14 @@ _EXPORTS: dict[str, str] = {
     "DoorEvent": "facegate.core.messages",
     "Decision": "facegate.core.messages",
     "Reason": "facegate.core.messages",
-    "verify_event": "facegate.core.signing",
-    "EventRejected": "facegate.core.signing",
-    "ReplayGuard": "facegate.core.signing",
+    "verify_event": "facegate.core.event_verify",
+    "EventRejected": "facegate.core.event_verify",
+    "ReplayGuard": "facegate.core.event_verify",
+    "DoorKeys": "facegate.core.event_verify",
+    "DoorPublicKey": "facegate.core.event_verify",
     "DoorListener": "facegate.clients.lock",
     "Received": "facegate.clients.lock",
+    "LockState": "facegate.clients.lock_state",
     # cameras and administration
     "CameraClient": "facegate.clients.camera",
     "Ticket": "facegate.clients.camera",
@@ -67,15 +70,18 @@ __all__ = [
     "ConfigError",
     "Decision",
     "DoorEvent",
+    "DoorKeys",
     "DoorListener",
     "DoorMode",
     "DoorPolicy",
+    "DoorPublicKey",
     "EventRejected",
     "Face",
     "FaceEncoder",
     "FacegateError",
     "Gallery",
     "IdentifyResult",
+    "LockState",
     "PermanentError",
     "Reason",
     "Received",
@@ -113,7 +119,15 @@ if TYPE_CHECKING:  # what static checkers see; nothing of it runs
     from facegate.clients.admin import Admin
     from facegate.clients.camera import CameraClient, Ticket
     from facegate.clients.lock import DoorListener, Received
+    from facegate.clients.lock_state import LockState
     from facegate.core.errors import ConfigError, FacegateError, PermanentError, TransientError
+    from facegate.core.event_verify import (
+        DoorKeys,
+        DoorPublicKey,
+        EventRejected,
+        ReplayGuard,
+        verify_event,
+    )
     from facegate.core.matching import (
         Gallery,
         IdentifyResult,
@@ -126,7 +140,6 @@ if TYPE_CHECKING:  # what static checkers see; nothing of it runs
     )
     from facegate.core.messages import Decision, DoorEvent, Reason
     from facegate.core.policy import DoorMode, DoorPolicy
-    from facegate.core.signing import EventRejected, ReplayGuard, verify_event
     from facegate.engine.factory import build_face_encoder
     from facegate.engine.images import decode_image, load_image_file
     from facegate.engine.types import Face, FaceEncoder

@@ -17,13 +17,14 @@ from facegate.clients.camera import CameraClient, CameraError
 from facegate.clients.lock import DoorListener
 from facegate.core.errors import BadMessageError
 from facegate.core.messages import Decision, DoorEvent, Reason
-from facegate.core.signing import derive_door_key, sign_event
+from facegate.core.signing import DoorSigner
 from facegate.engine.types import Box, Face
-from facegate.tools.cli_pipeline import format_event
+from facegate.tools.cli_lock import format_event
 
 pytestmark = pytest.mark.unit
 
-KEY = derive_door_key("unit-test-secret-0123456789abcdef", "front")
+SIGNER = DoorSigner.derive("unit-test-secret-0123456789abcdef", "front")
+KEY = SIGNER.public_key.hex
 
 
 def face(seed: int) -> Face:
@@ -60,6 +61,7 @@ def event(now: float, **over: Any) -> DoorEvent:
         id="e" * 32, upload_id="b" * 32, door="front", camera="cam1",
         decision=Decision.OPEN, reason=Reason.GRANTED, person="alice", distance=0.31,
         issued_at=now, expires_at=now + 30, stamps={"uploaded": now - 0.25},
+        stream_id=f"{int(now * 1000)}-0",
     )
     fields.update(over)
     return DoorEvent(**fields)
@@ -68,23 +70,28 @@ def event(now: float, **over: Any) -> DoorEvent:
 def test_lock_accepts_once_and_rejects_replay_tamper_and_expiry() -> None:
     now = 1_000_000.0
     listener = DoorListener(None, "front", KEY, clock=lambda: now)  # type: ignore[arg-type]
-    wire = sign_event(event(now), KEY)
+    wire = SIGNER.sign(event(now))
     first = listener.check(wire)
     assert first.event is not None and first.event.person == "alice" and first.rejected is None
+    assert (first.source, first.stream_id) == ("live", f"{int(now * 1000)}-0")
+    assert listener.state.last_id == first.stream_id  # the accepted event's id: resume point
     assert listener.check(wire).rejected == "replayed"
     doc = json.loads(wire)
     doc["event"]["decision"] = "DENY"
     assert listener.check(json.dumps(doc).encode()).rejected == "tampered"
-    old = sign_event(event(now - 100, id="f" * 32), KEY)
+    old = SIGNER.sign(event(now - 100, id="f" * 32))
     assert listener.check(old).rejected == "expired"
-    other_door = sign_event(event(now, id="0" * 32, door="back"), KEY)
+    back = DoorSigner.derive("unit-test-secret-0123456789abcdef", "back")
+    other_door = back.sign(event(now, id="0" * 32, door="back"))
     assert listener.check(other_door).rejected == "forged"
+    from_stream = listener.check(SIGNER.sign(event(now, id="1" * 32)), "5-0")
+    assert (from_stream.rejected, from_stream.source) == ("tampered", "stream")
 
 
 def test_event_line_shows_decision_reason_person_and_latency() -> None:
     now = 1_000_000.0
     listener = DoorListener(None, "front", KEY, clock=lambda: now)  # type: ignore[arg-type]
-    item = listener.check(sign_event(event(now), KEY))
+    item = listener.check(SIGNER.sign(event(now)))
     line = format_event(item)
     assert line.startswith("OPEN") and "granted" in line and "person=alice" in line
     assert "250 ms" in line and "d=0.310" in line

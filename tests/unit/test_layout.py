@@ -186,9 +186,11 @@ NO_TENSORFLOW = [
     "facegate.clients.admin",
     "facegate.tools.cli",
     "facegate.tools.cli_pipeline",
+    "facegate.tools.cli_lock",
     "facegate.tools.cli_stack",
     "facegate.tools.devstack",
     "facegate.tools.demo",
+    "facegate.tools.demo_lock",
     "facegate.engine",
     "facegate.engine.factory",
     "facegate",
@@ -231,9 +233,10 @@ def test_the_cli_answers_non_engine_commands_without_tensorflow() -> None:
 LOCK_ALLOWED = {"facegate", "redis", "cryptography", "async_timeout"}
 
 
-def test_the_lock_client_needs_only_redis() -> None:
-    """What a lock vendor installs: facegate's lock client imports nothing
-    beyond the standard library, redis (and cryptography for signatures)."""
+def test_the_lock_client_needs_only_redis_and_cryptography() -> None:
+    """What a lock vendor installs (``facegate[lock]``): facegate's lock
+    client imports nothing beyond the standard library, redis and
+    cryptography (Ed25519 signatures)."""
     code = (
         "import sys\n"
         "before = set(sys.modules)\n"
@@ -247,3 +250,15 @@ def test_the_lock_client_needs_only_redis() -> None:
     )
     third_party = {m for m in out.stdout.strip().split(",") if m}
     assert third_party <= LOCK_ALLOWED, third_party - LOCK_ALLOWED
+
+
+def test_the_lock_extra_names_what_the_lock_client_imports() -> None:
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extra = project["optional-dependencies"]["lock"]
+    names = {re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].lower() for requirement in extra}
+    assert names == LOCK_ALLOWED - {"facegate", "async_timeout"}
+    base = {re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0].lower() for r in project["dependencies"]}
+    assert names <= base  # the matcher signs with the same library

@@ -3,6 +3,7 @@ failures, and what the door receives (the signed event)."""
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
 
@@ -12,9 +13,10 @@ import pytest
 from facegate.adapters.memory_store import MemoryStore
 from facegate.core import keys
 from facegate.core.errors import RedisUnavailableError
+from facegate.core.event_verify import EventRejected, ReplayGuard, verify_event
 from facegate.core.messages import Decision, DoorEvent, MatchRequest, Reason
 from facegate.core.policy import DoorMode, DoorPolicy
-from facegate.core.signing import ReplayGuard, derive_door_key, verify_event
+from facegate.core.signing import DoorSigner
 from services.matcher.service import MatcherService
 from services.matcher.settings import MatcherSettings
 
@@ -75,8 +77,11 @@ class World:
         wire = self.store.get_decision(request.upload_id)
         assert wire is not None
         assert request.door is not None
-        key = derive_door_key(self.settings.signing_secret.get_secret_value(), request.door)
-        return verify_event(wire, key, request.door, now=self.clock[0], guard=ReplayGuard())
+        version = self.store.door_key_version(request.door)
+        signer = DoorSigner.derive(self.settings.signing_secret.get_secret_value(),
+                                   request.door, version)
+        return verify_event(wire, signer.public_key, request.door, now=self.clock[0],
+                            guard=ReplayGuard())
 
 
 @pytest.fixture
@@ -225,3 +230,27 @@ def test_deny_records_without_deciding(world: World) -> None:
     assert not world.service.handle(request).recorded  # the decision stands
     no_door = MatchRequest(upload_id=keys.new_upload_id(), kind=request.kind, door="x")
     assert world.service.deny(no_door).recorded  # door "x" is unknown but gets its DENY
+
+
+def test_rotation_takes_effect_on_the_next_upload(world: World) -> None:
+    """After ``rotate-key`` the matcher signs with the door's next key: a
+    lock holding only the old public key refuses it (``unknown_key``)."""
+    secret = world.settings.signing_secret.get_secret_value()
+    old = DoorSigner.derive(secret, "front", 1).public_key
+    alice = near(world.vec["alice"], 0.3)[None]
+    first = world.service.handle(world.submit("front", alice, badge="alice"))
+    wire = world.store.get_decision(first.event.upload_id if first.event else "")
+    assert wire is not None and json.loads(wire)["kid"] == old.kid
+    assert world.store.rotate_door_key("front") == 2
+    second = world.submit("front", alice, badge="alice")
+    world.service.handle(second)
+    rotated = world.store.get_decision(second.upload_id)
+    assert rotated is not None
+    new = DoorSigner.derive(secret, "front", 2).public_key
+    assert json.loads(rotated)["kid"] == new.kid != old.kid
+    with pytest.raises(EventRejected) as info:
+        verify_event(rotated, old, "front", now=world.clock[0])
+    assert info.value.reason == "unknown_key"
+    # a lock holding both keys (the rotation window) accepts old and new
+    for signed in (wire, rotated):
+        assert verify_event(signed, [old, new], "front", now=world.clock[0]).granted

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from store_contract import KEY, UID, StoreContract, event
+from store_contract import UID, StoreContract, event, sign
 
 from facegate.adapters.memory_store import MemoryStore
 from facegate.core import keys
 from facegate.core.errors import RedisUnavailableError
-from facegate.core.signing import sign_event
 
 pytestmark = pytest.mark.unit
 
@@ -35,7 +34,7 @@ def test_entries_expire_on_the_clock() -> None:
     key = keys.upload_object_key("front", "cam", UID, "jpg")
     store.put_claim(UID, key=key, door="front", camera="cam", badge=None, ttl_s=20)
     ev = event()
-    assert store.record_decision(sign_event(ev, KEY), ev)
+    assert store.record_decision(ev, sign)
     clock.now += 10
     assert store.get_probe(UID) is None
     assert store.get_claim(UID) is not None
@@ -45,7 +44,7 @@ def test_entries_expire_on_the_clock() -> None:
     assert store.get_claim(UID) is None
     clock.now += 80
     assert store.get_decision(UID) is None
-    assert store.record_decision(sign_event(ev, KEY), ev)  # the gate expired too
+    assert store.record_decision(event(), sign)  # the gate expired too
 
 
 def test_publishes_to_subscribers_once() -> None:
@@ -53,17 +52,16 @@ def test_publishes_to_subscribers_once() -> None:
     seen: list[tuple[str, bytes]] = []
     store.subscribers.append(lambda channel, wire: seen.append((channel, wire)))
     ev = event()
-    wire = sign_event(ev, KEY)
-    store.record_decision(wire, ev)
-    store.record_decision(wire, ev)
-    assert seen == [(keys.door_channel("front"), wire)] == store.published
+    recorded = store.record_decision(ev, sign)
+    assert recorded is not None
+    assert store.record_decision(ev, sign) is None
+    assert seen == [(keys.door_channel("front"), recorded.wire)] == store.published
 
 
 def test_streams_are_capped() -> None:
     store = MemoryStore(stream_maxlen=10)
     for _ in range(50):
-        ev = event(upload_id=keys.new_upload_id())
-        store.record_decision(sign_event(ev, KEY), ev)
+        store.record_decision(event(upload_id=keys.new_upload_id()), sign)
     assert len(store.read_log("front", count=1000)) == 10
 
 
@@ -73,4 +71,4 @@ def test_unavailable_is_transient() -> None:
     with pytest.raises(RedisUnavailableError):
         store.get_door("front")
     with pytest.raises(RedisUnavailableError):
-        store.record_decision(b"{}", event())
+        store.record_decision(event(), sign)

@@ -7,8 +7,9 @@ contract tests as :class:`~facegate.adapters.redis_store.RedisStore`
 claims, replies and decisions expire after their TTL (on an injectable
 clock), a person's templates stay of one model, the gallery version moves on
 every enrol, revoke and door change, a decision is recorded once per upload
-and then appended to the door's stream and the audit stream (ids
-``<ms>-<seq>``, capped) and "published" (kept in :attr:`published` and
+and then appended to the door's stream (at the id it was signed with, above
+the stream's last id) and the audit stream (ids ``<ms>-<seq>``, capped) and
+"published" (kept in :attr:`published` and
 handed to :attr:`subscribers`). ``available = False`` makes every call raise
 :class:`~facegate.core.errors.RedisUnavailableError`, as an unreachable
 Redis would. Thread-safe.
@@ -30,13 +31,17 @@ from facegate.adapters.store import (
     F32,
     Claim,
     Probe,
+    Recorded,
+    Signer,
     StreamEntry,
     as_rows,
     check_same_model,
     probe_rows,
+    record_signed,
 )
 from facegate.core import keys
 from facegate.core.errors import RedisUnavailableError
+from facegate.core.ids import stream_id_key
 from facegate.core.messages import DoorEvent
 from facegate.core.policy import DoorPolicy
 
@@ -63,7 +68,10 @@ class MemoryStore:
         self._version = 0
         self._people: dict[str, tuple[str, dict[str, F32]]] = {}
         self._doors: dict[str, DoorPolicy] = {}
+        self._key_versions: dict[str, int] = {}
         self._streams: dict[str, list[StreamEntry]] = {}
+        self._last_ids: dict[str, str] = {}
+        """The last id each door stream gave (as Redis's last-generated-id)."""
         self._last_ms = 0
         self._seq = 0
 
@@ -212,6 +220,21 @@ class MemoryStore:
             self._version += 1
             return self._doors.pop(door, None) is not None
 
+    def door_key_version(self, door: str) -> int:
+        keys.check_door(door)
+        with self._cond:
+            self._check()
+            return self._key_versions.get(door, 1)
+
+    def rotate_door_key(self, door: str) -> int:
+        keys.check_door(door)
+        with self._cond:
+            self._check()
+            version = self._key_versions.get(door, 1) + 1
+            self._key_versions[door] = version
+            self._version += 1
+            return version
+
     # --- claims ---------------------------------------------------------------------------
 
     def put_claim(
@@ -253,26 +276,35 @@ class MemoryStore:
 
     # --- decisions -------------------------------------------------------------------------
 
-    def _append(self, stream: str, entry: bytes) -> None:
+    def _append(self, stream: str, entry: bytes, stream_id: str | None = None) -> None:
         entries = self._streams.setdefault(stream, [])
-        entries.append((self._stream_id(), entry))
+        entries.append((stream_id or self._stream_id(), entry))
         del entries[: max(0, len(entries) - self.stream_maxlen)]
 
-    def record_decision(self, event_wire: bytes, event: DoorEvent) -> bool:
+    def record_decision(self, event: DoorEvent, sign: Signer) -> Recorded | None:
+        return record_signed(event, sign, self._record_once)
+
+    def _record_once(self, event: DoorEvent, wire: bytes) -> tuple[int, str]:
+        assert event.stream_id is not None
         name = keys.decision_key(event.upload_id)
         channel = keys.door_channel(event.door)
+        stream = keys.door_stream(event.door)
         with self._cond:
             self._check()
             if self._get(name) is not None:
-                return False
-            self._put(name, bytes(event_wire), self.decision_ttl_s)
-            self._append(keys.door_stream(event.door), bytes(event_wire))
-            self._append(keys.AUDIT_STREAM, bytes(event_wire))
-            self.published.append((channel, bytes(event_wire)))
+                return 0, ""
+            last = self._last_ids.get(stream, "0-0")
+            if stream_id_key(event.stream_id) <= stream_id_key(last):
+                return 2, last
+            self._last_ids[stream] = event.stream_id
+            self._put(name, bytes(wire), self.decision_ttl_s)
+            self._append(stream, bytes(wire), event.stream_id)
+            self._append(keys.AUDIT_STREAM, bytes(wire))
+            self.published.append((channel, bytes(wire)))
             subscribers = list(self.subscribers)
         for deliver in subscribers:
-            deliver(channel, bytes(event_wire))
-        return True
+            deliver(channel, bytes(wire))
+        return 1, event.stream_id
 
     def get_decision(self, upload_id: str) -> bytes | None:
         with self._cond:

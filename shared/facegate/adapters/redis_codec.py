@@ -40,16 +40,40 @@ return 0
 
 RECORD_LUA: Final = """
 -- KEYS: decision key, door stream, audit stream
--- ARGV: wire, ttl seconds, maxlen, channel, door, upload_id, decision, reason, event id
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
-  return 0
+-- ARGV: wire, ttl seconds, maxlen, channel, door, upload_id, decision, reason, event id,
+--       stream id (the one the wire was signed with)
+-- -> {1, stream id} recorded; {0, ''} the upload already has a decision;
+--    {2, last id} the stream is already at or past the id: sign again above it
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {0, ''}
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'event', ARGV[1])
+local added = redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], ARGV[10], 'event', ARGV[1])
+if type(added) == 'table' and added.err then
+  if not string.find(added.err, 'equal or smaller', 1, true) then
+    return added
+  end
+  local info = redis.call('XINFO', 'STREAM', KEYS[2])
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then
+      return {2, info[i + 1]}
+    end
+  end
+  return redis.error_reply('no last-generated-id for ' .. KEYS[2])
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
            'door', ARGV[5], 'upload_id', ARGV[6], 'decision', ARGV[7],
            'reason', ARGV[8], 'id', ARGV[9], 'event', ARGV[1])
 redis.call('PUBLISH', ARGV[4], ARGV[1])
-return 1
+return {1, added}
+"""
+
+ROTATE_KEY_LUA: Final = """
+-- KEYS: the door's key version, gallery version. A door never rotated is at 1.
+local version = tonumber(redis.call('GET', KEYS[1]) or '1') + 1
+redis.call('SET', KEYS[1], version)
+redis.call('INCR', KEYS[2])
+return version
 """
 
 

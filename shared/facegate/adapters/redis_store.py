@@ -11,11 +11,14 @@ Encodings are stored as raw little-endian float32 bytes together with the
 reader refuses vectors of another model or shape instead of comparing them.
 
 Recording a decision is one Lua script (:meth:`RedisStore.record_decision`):
-``SET decision NX EX``; only when that set the key, ``XADD`` to the door's
-stream and to the audit stream (both capped with ``MAXLEN ~``) and
-``PUBLISH`` on the door's channel. Redis runs a script atomically, so a
-redelivered task, or two workers racing on the same upload, produce exactly
-one decision, one stream entry per stream and one publish.
+when the upload has no decision yet, ``XADD`` to the door's stream at the
+stream id the event was signed with, then ``SET`` the decision, ``XADD`` to
+the audit stream (both streams capped with ``MAXLEN ~``) and ``PUBLISH`` on
+the door's channel. Redis runs a script atomically, so a redelivered task,
+or two workers racing on the same upload, produce exactly one decision, one
+stream entry per stream and one publish. When another decision took the
+stream id first, the script answers the stream's last id and the event is
+signed again above it (:func:`facegate.adapters.store.record_signed`).
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ from facegate.adapters.redis_codec import (
     FORMAT_VERSION,
     MARK_ENQUEUED_LUA,
     RECORD_LUA,
+    ROTATE_KEY_LUA,
     decode_probe,
     decode_templates,
-    stream_entries,
     text,
     translated,
 )
+from facegate.adapters.redis_events import RedisDoorEvents
 from facegate.adapters.store import (
     DEFAULT_DECISION_TTL_S,
     Claim,
@@ -50,15 +54,15 @@ from facegate.adapters.store import (
 )
 from facegate.core import keys
 from facegate.core.errors import BadMessageError, RedisUnavailableError
-from facegate.core.messages import DoorEvent
 from facegate.core.policy import DoorPolicy
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-class RedisStore:
-    """All of facegate's Redis state, behind one small interface.
+class RedisStore(RedisDoorEvents):
+    """All of facegate's Redis state, behind one small interface (the
+    decisions, streams and key versions are :class:`RedisDoorEvents`).
 
     ``client`` is a ``redis.Redis`` (bytes responses, the default). Nothing
     connects until the first call.
@@ -78,6 +82,7 @@ class RedisStore:
         self.decision_ttl_s = decision_ttl_s
         self._record = client.register_script(RECORD_LUA)
         self._mark_enqueued = client.register_script(MARK_ENQUEUED_LUA)
+        self._rotate_key = client.register_script(ROTATE_KEY_LUA)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStore:
@@ -315,57 +320,6 @@ class RedisStore:
         """Note that the upload was sent to the encoder (only while its claim exists)."""
         with translated("mark_enqueued"):
             self._mark_enqueued(keys=[keys.claim_key(upload_id)], args=[f"{when:.6f}"])
-
-    # --- decisions ------------------------------------------------------------------
-
-    def record_decision(self, event_wire: bytes, event: DoorEvent) -> bool:
-        """Record and publish a signed event exactly once per upload.
-
-        Returns ``False`` (and changes nothing) when the upload already has a
-        decision."""
-        with translated("record_decision"):
-            done = self._record(
-                keys=[
-                    keys.decision_key(event.upload_id),
-                    keys.door_stream(event.door),
-                    keys.AUDIT_STREAM,
-                ],
-                args=[
-                    event_wire,
-                    self.decision_ttl_s,
-                    self.stream_maxlen,
-                    keys.door_channel(event.door),
-                    event.door,
-                    event.upload_id,
-                    event.decision.value,
-                    event.reason.value,
-                    event.id,
-                ],
-            )
-        return bool(done)
-
-    def get_decision(self, upload_id: str) -> bytes | None:
-        """The signed event recorded for an upload, if any."""
-        with translated("get_decision"):
-            value = self.client.get(keys.decision_key(upload_id))
-        return value  # type: ignore[return-value]
-
-    def read_log(self, door: str | None = None, count: int = 20) -> list[tuple[str, bytes]]:
-        """The latest ``count`` signed events, newest first, as
-        ``(stream id, wire)``: of one door, or of all doors (audit stream)."""
-        stream = keys.AUDIT_STREAM if door is None else keys.door_stream(door)
-        with translated("read_log"):
-            entries = self.client.xrevrange(stream, count=count)
-        return stream_entries(entries)
-
-    def events_since(
-        self, door: str, last_id: str = "0-0", count: int = 100
-    ) -> list[tuple[str, bytes]]:
-        """A door's events after stream id ``last_id``, oldest first: what a
-        lock replays after a reconnect (then it subscribes to the channel)."""
-        with translated("events_since"):
-            entries = self.client.xrange(keys.door_stream(door), min=f"({last_id}", count=count)
-        return stream_entries(entries)
 
     # --- enrolment replies ------------------------------------------------------------
 

@@ -21,14 +21,16 @@ stored data raises :class:`~facegate.core.errors.BadMessageError`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from facegate.core.errors import BadMessageError
+from facegate.core.errors import BadMessageError, RedisUnavailableError
+from facegate.core.ids import stream_id_key
 from facegate.core.messages import DoorEvent
 from facegate.core.policy import DoorPolicy
 
@@ -39,6 +41,13 @@ DEFAULT_DECISION_TTL_S: Final = 86_400
 
 StreamEntry = tuple[str, bytes]
 """``(stream id, signed wire event)``."""
+
+Signer = Callable[[DoorEvent], bytes]
+"""Signs an event (with its stream id set) for the wire: the matcher's door key."""
+
+RECORD_ATTEMPTS: Final = 32
+"""Tries at a free stream id before :func:`record_signed` gives up (each
+try after the first means another matcher took the id in the meantime)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,50 @@ class Claim:
     """Made by ingest's direct upload, which enqueues the object itself."""
     enqueued_at: float | None = None
     """When the upload was sent to the encoder (``None``: not yet)."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A decision as it was recorded: the event (with its stream id) and its wire."""
+
+    event: DoorEvent
+    wire: bytes
+
+
+def stream_id_after(last: str, skip: int = 1) -> str:
+    """The stream id ``skip`` places after ``last`` (ids need not be dense)."""
+    ms, seq = stream_id_key(last)
+    return f"{ms}-{seq + skip}" if seq + skip <= 2**64 - 1 else f"{ms + 1}-0"
+
+
+def record_signed(
+    event: DoorEvent, sign: Signer, attempt: Callable[[DoorEvent, bytes], tuple[int, str]]
+) -> Recorded | None:
+    """The one way a decision is recorded, for every store: give the event
+    a stream id, sign it *with* that id, and let the store's ``attempt``
+    append it exactly once. ``attempt(event, wire)`` answers ``(1, id)``
+    recorded, ``(0, "")`` the upload already has a decision, or ``(2, last)``
+    the door's stream is at or past the id (another matcher was first): the
+    event is signed again just above ``last``. The first id tried is the
+    event's ``issued_at`` in milliseconds, so ids follow time, and a lock
+    resuming from a signed id after Redis lost its data still finds what
+    comes after."""
+    candidate = f"{max(int(event.issued_at * 1000), 1)}-0"
+    for tries in range(RECORD_ATTEMPTS):
+        stamped = replace(event, stream_id=candidate)
+        wire = sign(stamped)
+        code, answer = attempt(stamped, wire)
+        if code == 1:
+            return Recorded(stamped, wire)
+        if code == 0:
+            return None
+        # the next id; when that too was taken, matchers are racing for the
+        # same ids: spread them with a random skip
+        skip = 1 if tries == 0 else random.randint(1, 2 ** min(tries + 2, 10))
+        candidate = max(candidate, stream_id_after(answer, skip), key=stream_id_key)
+    raise RedisUnavailableError(
+        f"no free id in the stream of door {event.door} after {RECORD_ATTEMPTS} tries"
+    )
 
 
 def as_rows(encodings: npt.ArrayLike, what: str) -> F32:
@@ -141,7 +194,8 @@ class GalleryStore(Protocol):
 
 
 class DoorStore(Protocol):
-    def set_door(self, policy: DoorPolicy) -> None: ...
+    def set_door(self, policy: DoorPolicy) -> None:
+        """Create or replace a door's policy (its key version is kept)."""
 
     def get_door(
         self, door: str, *, default_threshold: float = 0.6, default_margin: float = 0.0
@@ -150,6 +204,13 @@ class DoorStore(Protocol):
     def list_doors(self) -> list[str]: ...
 
     def delete_door(self, door: str) -> bool: ...
+
+    def door_key_version(self, door: str) -> int:
+        """The version of the door's signing key (1 until it is rotated)."""
+
+    def rotate_door_key(self, door: str) -> int:
+        """Move the door to a new signing key; the new version. Bumps the
+        gallery version so that matchers sign with it from their next upload."""
 
 
 class ClaimStore(Protocol):
@@ -177,8 +238,9 @@ class ClaimStore(Protocol):
 
 
 class DecisionStore(Protocol):
-    def record_decision(self, event_wire: bytes, event: DoorEvent) -> bool:
-        """Record, stream and publish once per upload; ``False`` when already decided."""
+    def record_decision(self, event: DoorEvent, sign: Signer) -> Recorded | None:
+        """Record, stream and publish once per upload (:func:`record_signed`:
+        the event is signed with its stream id); ``None`` when already decided."""
 
     def get_decision(self, upload_id: str) -> bytes | None: ...
 
@@ -220,10 +282,14 @@ __all__ = [
     "MatcherStore",
     "Probe",
     "ProbeStore",
+    "Recorded",
     "ReplyStore",
+    "Signer",
     "Store",
     "StreamEntry",
     "as_rows",
     "check_same_model",
     "probe_rows",
+    "record_signed",
+    "stream_id_after",
 ]

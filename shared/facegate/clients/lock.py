@@ -1,38 +1,63 @@
-"""The lock side: receive a door's signed events, verify, catch up.
+"""The lock side: a door's signed events, verified, with nothing missed or repeated.
 
 ::
 
-    listener = DoorListener(redis_client, "front", key)   # key from `facegate doors key`
-    for item in listener.listen(catch_up_from="0-0"):      # history, then live
+    state = LockState.open("/var/lib/lock", "front")         # survives restarts
+    listener = DoorListener(redis_client, "front", PUBLIC_KEY_HEX, state=state)
+    listener.subscribe()            # returns once Redis confirmed the subscription
+    for item in listener.events():  # catch-up from the stream, then live, forever
         if item.event is not None and item.event.granted:
             open_the_door()
         elif item.rejected:
             log.warning("ignored: %s", item.rejected)
 
-Events arrive live on the door's pub/sub channel; every event is also in the
-door's stream, so a lock that was offline replays what it missed with
-``catch_up_from=<last stream id it saw>`` (it subscribes first, then reads
-the stream, so nothing falls between the two). Everything goes through
-:func:`facegate.core.signing.verify_event` with one :class:`ReplayGuard`: an
-event seen during catch-up and again live is reported once; a replay of an
-already accepted event is rejected as ``replayed``; old events in the
-history are rejected as ``expired`` (a lock never opens on a stale event).
+How nothing is missed: every event is in the door's stream as well as on
+its channel, and carries its stream id under the signature. Each time Redis
+confirms the subscription (the first time, and after every reconnect) the
+listener reads the stream after the last id it dealt with, then the live
+messages; an event that arrives both ways is reported once. A lock with no
+resume point (first start, in-memory state) starts at the stream's end.
+
+How nothing is repeated: every event goes through
+:func:`facegate.core.event_verify.verify_event` with the door's
+:class:`~facegate.clients.lock_state.LockState` as guard, which records the
+accepted id (and the resume point) durably before the event is handed out.
+
+When Redis goes away (restart, network): the listener backs off (0.1 s
+doubling to 5 s, with jitter), subscribes again and catches up. A connection
+that went silent is found by a PING every ``ping_interval_s`` without
+traffic and dropped after three intervals without an answer. redis-py may
+also reconnect by itself inside a read: its new subscription confirmation
+triggers the same catch-up.
+
+This module imports redis, cryptography (through the verification) and the
+standard library only: ``pip install 'facegate[lock]'``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import logging
+import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from facegate.clients.lock_state import LockState
 from facegate.core import keys
 from facegate.core.errors import RedisUnavailableError
+from facegate.core.event_verify import DoorKeys, EventRejected, KeySpec, verify_event
 from facegate.core.messages import DoorEvent
-from facegate.core.signing import EventRejected, ReplayGuard, verify_event
+
+log = logging.getLogger(__name__)
+
+CATCH_UP_PAGE = 500
+"""Stream entries read per ``XRANGE`` while catching up."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +70,9 @@ class Received:
     rejected: str | None = None
     detail: str = ""
     stream_id: str | None = None
-    """Set for events read from the door's stream (catch-up)."""
+    """The stream entry's id (catch-up), or the accepted live event's signed id."""
+    source: str = "live"
+    """``live`` (pub/sub) or ``stream`` (read from the door's stream)."""
 
     @property
     def upload_id(self) -> str | None:
@@ -55,54 +82,235 @@ class Received:
             doc: Any = json.loads(self.wire)
             value = doc["event"]["upload_id"]
             return value if isinstance(value, str) else None
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             return None
 
 
+@dataclass(frozen=True)
+class Backoff:
+    """Delays between reconnection attempts: ``first_s`` doubling up to
+    ``max_s``, each drawn between half and all of that (jitter, so that many
+    locks do not reconnect in step)."""
+
+    first_s: float = 0.1
+    max_s: float = 5.0
+
+    def delays(self) -> Iterator[float]:
+        delay = self.first_s
+        while True:
+            yield random.uniform(delay / 2, delay)
+            delay = min(delay * 2, self.max_s)
+
+
+class _Dead(redis.ConnectionError):
+    """The subscription went silent (no answer to PING)."""
+
+
 class DoorListener:
-    """Verified events of one door."""
+    """Verified events of one door, across reconnects and restarts."""
 
     def __init__(
         self,
         client: redis.Redis,
         door: str,
-        key: bytes | str,
+        key: DoorKeys | KeySpec | Iterable[KeySpec],
         *,
-        guard: ReplayGuard | None = None,
+        state: LockState | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        backoff: Backoff | None = None,
+        max_skew_s: float = 5.0,
+        ping_interval_s: float = 5.0,
     ) -> None:
         self.client = client
         self.door = keys.check_door(door)
-        self.key = key
-        self.guard = guard or ReplayGuard()
+        self.keys = DoorKeys.of(key)
+        self.state = state if state is not None else LockState(self.door)
+        if self.state.door != self.door:
+            raise ValueError(f"lock state of door {self.state.door} given to door {self.door}")
         self.clock = clock
-        self._catch_up_ids: set[str] = set()
+        self.sleep = sleep
+        self.backoff = backoff or Backoff()
+        self.max_skew_s = max_skew_s
+        self.ping_interval_s = ping_interval_s
+        self.subscriptions = 0
+        """How many times Redis confirmed the subscription (1 + reconnects)."""
+        self._pubsub: Any = None
+        self._resume_from: str | None = None
+        self._need_catch_up = False
+        self._caught_up: set[bytes] = set()
+
+    # --- one message ----------------------------------------------------------------
 
     def check(self, wire: bytes, stream_id: str | None = None) -> Received:
-        """Verify one wire event."""
+        """Verify one wire event; ``stream_id``: the stream entry it was read from."""
         now = self.clock()
+        source = "live" if stream_id is None else "stream"
         try:
-            event = verify_event(wire, self.key, self.door, now=now, guard=self.guard)
+            event = verify_event(
+                wire, self.keys, self.door, now=now, guard=self.state,
+                max_skew_s=self.max_skew_s, stream_id=stream_id,
+            )
         except EventRejected as exc:
-            return Received(wire, now, None, exc.reason, exc.detail, stream_id)
-        return Received(wire, now, event, stream_id=stream_id)
+            return Received(wire, now, None, exc.reason, exc.detail, stream_id, source)
+        return Received(wire, now, event, stream_id=event.stream_id, source=source)
 
     def history(self, since: str = "0-0", count: int = 1000) -> list[Received]:
-        """The door's stream after ``since`` (oldest first), verified."""
+        """Up to ``count`` entries of the door's stream after ``since``
+        (oldest first), verified (the guard remembers what it accepts)."""
         try:
             entries = self.client.xrange(keys.door_stream(self.door), min=f"({since}", count=count)
         except redis.RedisError as exc:
             raise RedisUnavailableError(f"reading {keys.door_stream(self.door)}: {exc}") from exc
-        out = []
-        for entry_id, fields in entries:  # type: ignore[union-attr]
-            if not fields:
-                continue
-            wire = fields.get(b"event") or fields.get("event")
-            if wire is None:
-                continue
-            sid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-            out.append(self.check(bytes(wire) if not isinstance(wire, str) else wire.encode(), sid))
-        return out
+        found: Any = entries
+        return [self._entry(sid, fields) for sid, fields in found]
+
+    def _entry(self, entry_id: bytes | str, fields: dict[Any, Any]) -> Received:
+        sid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        wire = fields.get(b"event", fields.get("event")) if fields else None
+        if wire is None:
+            return Received(b"", self.clock(), None, "malformed", "entry without event", sid,
+                            "stream")
+        return self.check(wire.encode() if isinstance(wire, str) else bytes(wire), sid)
+
+    # --- subscribing -------------------------------------------------------------------
+
+    def subscribe(
+        self, *, catch_up_from: str | None = None, timeout_s: float | None = 10.0
+    ) -> None:
+        """Subscribe to the door's channel and return once Redis confirmed
+        it: from then on every event is delivered by :meth:`events`
+        (events recorded before: those after ``catch_up_from``, else after
+        the state's resume point). Retries with backoff for ``timeout_s``
+        (``None``: until it succeeds), then raises ``RedisUnavailableError``."""
+        self._resume_from = catch_up_from
+        self._connect(timeout_s)
+
+    def _connect(self, timeout_s: float | None) -> None:
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        delays = self.backoff.delays()
+        while True:
+            try:
+                self._subscribe_once()
+                return
+            except redis.RedisError as exc:
+                self._close_pubsub()
+                delay = next(delays)
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise RedisUnavailableError(
+                        f"cannot subscribe to door {self.door}: {exc}"
+                    ) from exc
+                log.warning("door %s: subscribing failed (%s); retry in %.2f s",
+                            self.door, exc, delay)
+                self.sleep(delay)
+
+    def _subscribe_once(self) -> None:
+        pubsub = self.client.pubsub(ignore_subscribe_messages=False)  # type: ignore[no-untyped-call]
+        self._pubsub = pubsub
+        pubsub.subscribe(keys.door_channel(self.door))
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            msg = pubsub.get_message(timeout=0.5)
+            if msg is not None and msg.get("type") == "subscribe":
+                self._confirmed()
+                return
+        raise redis.TimeoutError("no subscription confirmation within 5 s")
+
+    def _confirmed(self) -> None:
+        self.subscriptions += 1
+        self._need_catch_up = True
+        if self.subscriptions > 1:
+            log.info("door %s: subscribed again; catching up after %s",
+                     self.door, self.state.last_id)
+
+    def _close_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(redis.RedisError, OSError):  # a dead socket
+                pubsub.close()
+
+    def close(self) -> None:
+        """Unsubscribe and write the resume point."""
+        self._close_pubsub()
+        self.state.flush()
+
+    # --- events ---------------------------------------------------------------------------
+
+    def _catch_up(self) -> Iterator[Received]:
+        """The stream after the resume point (read after the confirmation)."""
+        stream = keys.door_stream(self.door)
+        start = self._resume_from or self.state.last_id
+        if start is None:  # no resume point yet: start at the stream's end
+            top: Any = self.client.xrevrange(stream, count=1)
+            self.state.advance(_text(top[0][0]) if top else "0-0")
+            start = self.state.last_id
+        assert start is not None
+        self._caught_up = set()
+        while True:
+            entries: Any = self.client.xrange(stream, min=f"({start}", count=CATCH_UP_PAGE)
+            for entry_id, fields in entries:
+                item = self._entry(entry_id, fields)
+                self._caught_up.add(_digest(item.wire))
+                if item.event is None and item.stream_id is not None:
+                    self.state.advance(item.stream_id)
+                start = _text(entry_id)
+                yield item
+            if len(entries) < CATCH_UP_PAGE:
+                break
+        self._resume_from = None
+        self._need_catch_up = False
+        self.state.flush()
+
+    def events(self, *, timeout_s: float | None = None, poll_s: float = 0.2) -> Iterator[Received]:
+        """Verified events (and rejections): the catch-up, then live ones,
+        reconnecting whenever Redis goes away, until ``timeout_s`` passes
+        without a message (``None``: forever). Subscribes first when
+        :meth:`subscribe` was not called."""
+        if self._pubsub is None:
+            self._connect(timeout_s)
+        quiet_since = heard = time.monotonic()
+        pinged = False
+        while True:
+            try:
+                if self._need_catch_up:
+                    for item in self._catch_up():
+                        quiet_since = time.monotonic()
+                        yield item
+                msg = self._pubsub.get_message(timeout=poll_s)
+                now = time.monotonic()
+                if msg is None:
+                    if timeout_s is not None and now - quiet_since > timeout_s:
+                        return
+                    if now - heard > 3 * self.ping_interval_s:
+                        raise _Dead(f"no answer from Redis for {now - heard:.1f} s")
+                    if now - heard > self.ping_interval_s and not pinged:
+                        self._pubsub.ping()
+                        pinged = True
+                    continue
+                heard, pinged = now, False
+                kind = msg.get("type")
+                if kind == "subscribe":  # redis-py reconnected by itself
+                    self._confirmed()
+                    continue
+                if kind != "message" or not isinstance(msg.get("data"), bytes | str):
+                    continue
+                data = msg["data"]
+                wire = data.encode() if isinstance(data, str) else data
+                quiet_since = now
+                if _digest(wire) in self._caught_up:
+                    continue  # already delivered by the catch-up
+                yield self.check(wire)
+            except (redis.RedisError, OSError) as exc:
+                log.warning("door %s: lost Redis (%s); reconnecting", self.door, exc)
+                self._close_pubsub()
+                left = _left(timeout_s, quiet_since)
+                if left is not None and left <= 0:
+                    return
+                try:
+                    self._connect(left)
+                except RedisUnavailableError:
+                    return
+                heard, pinged = time.monotonic(), False
 
     def listen(
         self,
@@ -112,53 +320,27 @@ class DoorListener:
         poll_s: float = 0.2,
         on_subscribed: Callable[[], None] | None = None,
     ) -> Iterator[Received]:
-        """Yield events: first the stream after ``catch_up_from`` (when
-        given), then live ones until ``timeout_s`` passes without a message
-        (``None``: forever). ``on_subscribed`` runs once the subscription is
-        active (so a caller can upload knowing nothing will be missed)."""
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        """:meth:`subscribe`, then ``on_subscribed()`` (anything published
+        from then on is delivered), then :meth:`events`; closes at the end."""
+        self.subscribe(catch_up_from=catch_up_from)
         try:
-            pubsub.subscribe(keys.door_channel(self.door))
-            # wait for the subscription to be confirmed by the server
-            deadline = time.monotonic() + 5.0
-            while time.monotonic() < deadline:
-                msg = pubsub.get_message(ignore_subscribe_messages=False, timeout=0.5)
-                if msg is not None and msg.get("type") == "subscribe":
-                    break
             if on_subscribed is not None:
                 on_subscribed()
-            if catch_up_from is not None:
-                for item in self.history(catch_up_from):
-                    if item.event is not None:
-                        self._catch_up_ids.add(item.event.id)
-                    yield item
-            last = time.monotonic()
-            while True:
-                msg = pubsub.get_message(timeout=poll_s)
-                if msg is None:
-                    if timeout_s is not None and time.monotonic() - last > timeout_s:
-                        return
-                    continue
-                last = time.monotonic()
-                data = msg.get("data")
-                if not isinstance(data, bytes | str):
-                    continue
-                wire = data.encode() if isinstance(data, str) else data
-                item = self.check(wire)
-                if item.rejected == "replayed" and self._seen_in_catch_up(wire):
-                    continue  # the same event through both paths: reported once
-                yield item
-        except redis.RedisError as exc:
-            raise RedisUnavailableError(f"listening on door {self.door}: {exc}") from exc
+            yield from self.events(timeout_s=timeout_s, poll_s=poll_s)
         finally:
-            pubsub.close()
-
-    def _seen_in_catch_up(self, wire: bytes) -> bool:
-        try:
-            doc: Any = json.loads(wire)
-            return str(doc["event"]["id"]) in self._catch_up_ids
-        except (ValueError, KeyError, TypeError):
-            return False
+            self.close()
 
 
-__all__ = ["DoorListener", "Received"]
+def _left(timeout_s: float | None, since: float) -> float | None:
+    return None if timeout_s is None else timeout_s - (time.monotonic() - since)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _digest(wire: bytes) -> bytes:
+    return hashlib.sha256(wire).digest()
+
+
+__all__ = ["Backoff", "DoorListener", "Received"]

@@ -108,6 +108,12 @@ def door_config_key(door: str) -> str:
     return f"{PREFIX}:door:{check_door(door)}"
 
 
+def door_key_version_key(door: str) -> str:
+    """String: the version of a door's event-signing key (absent: 1). Kept
+    when the door is removed, so a retired key never comes back."""
+    return f"{PREFIX}:door:{check_door(door)}:key_version"
+
+
 def claim_key(upload_id: str) -> str:
     """Hash: the badge claimed for an upload (``key``, ``door``, ``camera``, ``badge``)."""
     return f"{PREFIX}:claim:{check_upload_id(upload_id)}"
@@ -187,6 +193,7 @@ __all__ = [
     "decision_key",
     "door_channel",
     "door_config_key",
+    "door_key_version_key",
     "door_stream",
     "enroll_object_key",
     "new_upload_id",

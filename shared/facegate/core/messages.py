@@ -35,7 +35,7 @@ from typing import ClassVar
 
 from facegate.core.codec import SCHEMA_VERSION, _check, _is_number, _Message
 from facegate.core.errors import PermanentError
-from facegate.core.ids import is_name, is_person, is_upload_id
+from facegate.core.ids import is_name, is_person, is_stream_id, is_upload_id
 
 STAGES = (
     "uploaded",
@@ -230,6 +230,9 @@ class DoorEvent(_Message):
     distance: float | None = None
     issued_at: float
     expires_at: float
+    stream_id: str | None = None
+    """The event's entry id in its door's stream (``<ms>-<seq>``), chosen
+    when it is recorded and covered by the signature; ``None`` only before."""
     stamps: dict[str, float] = field(default_factory=dict)
 
     _ids: ClassVar[tuple[str, ...]] = ("id", "upload_id")
@@ -253,6 +256,11 @@ class DoorEvent(_Message):
                 f"{name} must be a finite number",
             )
         _check(self.expires_at >= self.issued_at, "expires_at is before issued_at")
+        _check(
+            self.stream_id is None
+            or (isinstance(self.stream_id, str) and is_stream_id(self.stream_id)),
+            f"stream_id must be a stream entry id <ms>-<seq>, got {self.stream_id!r}",
+        )
         if self.distance is not None:
             _check(
                 _is_number(self.distance) and math.isfinite(self.distance) and self.distance >= 0.0,

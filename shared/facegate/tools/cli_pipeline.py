@@ -11,115 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from facegate.core.errors import ConfigError, FacegateError
+from facegate.tools import cli_lock
+from facegate.tools.cli_context import context as _ctx
+from facegate.tools.cli_lock import event_json, format_event
 
 EVENT_FIELDS = ("decision", "reason", "person", "distance", "door", "camera", "upload_id")
-
-
-def client_env(state_dir: Path | None = None) -> dict[str, str]:
-    """The environment clients use: ``os.environ``, completed from the local
-    stack's settings when the FACEGATE_* variables are not exported."""
-    env = dict(os.environ)
-    if "FACEGATE_REDIS_URL" in env:
-        return env
-    from facegate.tools.devstack import Stack, StackConfig
-
-    stack = Stack(StackConfig.default(state_dir))
-    if stack.env_file.is_file():
-        return {**stack.env(), **env}
-    return env
-
-
-class Context:
-    """Lazily built clients for one command."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        from facegate.runtime.settings import CommonSettings
-
-        self.env = env
-        self.settings = CommonSettings.from_env(env)
-        self._store: Any = None
-        self._objects: Any = None
-        self._celery: Any = None
-
-    @property
-    def store(self) -> Any:
-        if self._store is None:
-            from facegate.adapters.redis_store import RedisStore
-
-            self._store = RedisStore.from_url(self.settings.redis_url)
-        return self._store
-
-    @property
-    def objects(self) -> Any:
-        if self._objects is None:
-            from facegate.adapters.objectstore import MinioObjectStore
-
-            self._objects = MinioObjectStore(self.settings)
-        return self._objects
-
-    def admin(self) -> Any:
-        from facegate.adapters.celery_app import make_celery, send_encode
-        from facegate.clients.admin import Admin
-
-        if self._celery is None:
-            self._celery = make_celery(self.settings, "facegate-cli")
-        celery = self._celery
-        return Admin(self.settings, self.store, self.objects, lambda r: send_encode(celery, r))
-
-    def door_key(self, door: str) -> bytes:
-        from facegate.core.signing import derive_door_key
-
-        return derive_door_key(self.settings.signing_secret.get_secret_value(), door)
-
-    def camera(self) -> Any:
-        from facegate.clients.camera import CameraClient
-
-        url = self.env.get("FACEGATE_INGEST_URL") or (
-            f"http://{self.env.get('FACEGATE_INGEST_HOST', '127.0.0.1')}:"
-            f"{self.env.get('FACEGATE_INGEST_PORT', '18700')}"
-        )
-        token = self.env.get("FACEGATE_CAMERA_TOKEN")
-        if not token:
-            raise ConfigError("FACEGATE_CAMERA_TOKEN is not set")
-        return CameraClient(url, token)
-
-
-def _ctx() -> Context:
-    return Context(client_env())
-
-
-# --------------------------------------------------------------------------- formatting
-
-
-def format_event(item: Any, door: str | None = None) -> str:
-    """One line for a received (verified or rejected) event."""
-    if item.event is None:
-        return f"REJECTED  {item.rejected}: {item.detail}"
-    e = item.event
-    since = e.stamps.get("uploaded", e.stamps.get("ingested"))
-    latency = f"{(item.received_at - since) * 1000:6.0f} ms" if since is not None else "      ?"
-    distance = f"d={e.distance:.3f}" if e.distance is not None else "d=-    "
-    return (
-        f"{e.decision.value:<4}  door={e.door:<10} {e.reason.value:<17} "
-        f"person={e.person or '-':<12} {distance}  upload->event {latency}  "
-        f"upload={e.upload_id[:12]}"
-    )
-
-
-def event_json(item: Any) -> dict[str, Any]:
-    if item.event is None:
-        return {"verified": False, "rejected": item.rejected, "detail": item.detail}
-    doc: dict[str, Any] = item.event.to_dict()
-    doc["verified"] = True
-    doc["received_at"] = item.received_at
-    return doc
 
 
 # --------------------------------------------------------------------------- doors
@@ -169,14 +71,6 @@ def cmd_doors_remove(args: argparse.Namespace) -> int:
         print(f"door {args.door} was not configured", file=sys.stderr)
         return 1
     print(f"door {args.door} removed")
-    return 0
-
-
-def cmd_doors_key(args: argparse.Namespace) -> int:
-    from facegate.core import keys
-
-    keys.check_door(args.door)
-    print(_ctx().door_key(args.door).hex())
     return 0
 
 
@@ -244,28 +138,6 @@ def cmd_log(args: argparse.Namespace) -> int:
     return 0
 
 
-def _listener(ctx: Context, door: str, key_hex: str | None) -> Any:
-    import redis
-
-    from facegate.clients.lock import DoorListener
-
-    key = bytes.fromhex(key_hex) if key_hex else ctx.door_key(door)
-    client = redis.Redis.from_url(ctx.settings.redis_url, socket_timeout=30.0)
-    return DoorListener(client, door, key)
-
-
-def cmd_subscribe(args: argparse.Namespace) -> int:
-    ctx = _ctx()
-    listener = _listener(ctx, args.door, args.key)
-    print(f"listening on door {args.door} (Ctrl-C to stop)", file=sys.stderr)
-    events = listener.listen(catch_up_from=args.catch_up, timeout_s=args.timeout)
-    for seen, item in enumerate(events, start=1):
-        print(json.dumps(event_json(item)) if args.json else format_event(item), flush=True)
-        if args.count and seen >= args.count:
-            break
-    return 0
-
-
 def cmd_snap(args: argparse.Namespace) -> int:
     """Act as a camera: upload one snapshot and wait for the verified event."""
     ctx = _ctx()
@@ -286,7 +158,7 @@ def cmd_snap(args: argparse.Namespace) -> int:
             camera.put(t, data)
             ticket["upload_id"] = t.upload_id
 
-    listener = _listener(ctx, args.door, None)
+    listener = cli_lock.lock_listener(ctx, args.door, None)
     for item in listener.listen(timeout_s=args.wait, on_subscribed=send):
         if item.upload_id != ticket.get("upload_id"):
             continue
@@ -319,9 +191,7 @@ def register(sub: Any) -> None:
     rm = dsub.add_parser("remove", help="delete a door")
     rm.add_argument("door")
     rm.set_defaults(handler=cmd_doors_remove)
-    key = dsub.add_parser("key", help="print the door's event-signing key (hex) for its lock")
-    key.add_argument("door")
-    key.set_defaults(handler=cmd_doors_key)
+    cli_lock.register_key_commands(dsub)
 
     enroll = sub.add_parser("enroll", help="enrol a person from photos (through the encoder)")
     enroll.add_argument("name")
@@ -342,16 +212,7 @@ def register(sub: Any) -> None:
     log.add_argument("--json", action="store_true", help="signed events as JSON lines")
     log.set_defaults(handler=cmd_log)
 
-    subscribe = sub.add_parser("subscribe", help="the lock-side client: print verified events")
-    subscribe.add_argument("--door", required=True)
-    subscribe.add_argument("--key", help="the door key in hex (default: derived from "
-                           "FACEGATE_SIGNING_SECRET)")
-    subscribe.add_argument("--catch-up", metavar="STREAM_ID", nargs="?", const="0-0",
-                           help="first replay the door's stream after this id (default all)")
-    subscribe.add_argument("--count", type=int, default=0, help="stop after N events")
-    subscribe.add_argument("--timeout", type=float, help="stop after S seconds without events")
-    subscribe.add_argument("--json", action="store_true")
-    subscribe.set_defaults(handler=cmd_subscribe)
+    cli_lock.register(sub)
 
     snap = sub.add_parser("snap", help="act as a camera: upload a snapshot, print the decision")
     snap.add_argument("door")

@@ -1,7 +1,7 @@
 """``python -m facegate.tools.demo`` (``make demo``): the door story on real faces.
 
 Starts its own stack (Redis, SeaweedFS, ingest, one encoder, one matcher;
-ports 27300-27306, state in ``var/demo/``), then:
+ports 27300-27306, or ``--base-port`` onwards; state in ``var/demo/``), then:
 
 1. configures two doors: ``front`` (badge + face, 1:1) and ``lobby`` (face
    only, 1:K), and enrols two residents through the encoder (Barack Obama
@@ -19,8 +19,15 @@ ports 27300-27306, state in ``var/demo/``), then:
    - a picture without a face                              -> DENY no_face
    - a truncated JPEG                                      -> DENY bad_image
 
-3. shows the lock refusing a tampered copy and a replay of a real event;
-4. stops the stack (``--keep`` leaves it running).
+3. shows the doors' public keys, then runs a real lock process for
+   ``lobby`` (``facegate subscribe`` with only the public key and a state
+   folder), kills it with ``kill -9``, decides two uploads while it is down,
+   starts it again and shows it catching both up from the stream, each once;
+4. shows the lock refusing a replay, a tampered copy, made-up signatures
+   and an event signed with an attacker's key, then rotates the lobby's key:
+   a lock holding only the old key refuses the next event (``unknown_key``),
+   one holding both accepts it;
+5. stops the stack (``--keep`` leaves it running).
 
 Exit status 0 when every decision was the expected one.
 """
@@ -35,6 +42,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from facegate.tools.devstack import ROOT, Stack, StackConfig
 
@@ -78,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", action="store_true", help="leave the demo stack running")
     parser.add_argument("--state-dir", type=Path, default=DEMO_STATE)
+    parser.add_argument("--base-port", type=int, default=DEMO_BASE_PORT,
+                        help=f"first of the 7 ports the demo stack uses ({DEMO_BASE_PORT})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -96,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     photos["truncated.jpg"] = photos["obama3.jpg"][: len(photos["obama3.jpg"]) // 3]
 
     stack = Stack(
-        StackConfig.for_tests(DEMO_BASE_PORT, state_dir=args.state_dir, ready_timeout_s=300.0)
+        StackConfig.for_tests(args.base_port, state_dir=args.state_dir, ready_timeout_s=300.0)
     )
     print(f"starting the stack (Redis, SeaweedFS, ingest, encoder, matcher) in {stack.state_dir}")
     t0 = time.monotonic()
@@ -104,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.down()  # a previous demo that was interrupted
         stack.up()
         print(f"stack ready in {time.monotonic() - t0:.1f} s\n")
-        ok = run_story(stack, photos)
+        ok = run_story(stack, photos, args.state_dir / "lock")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         ok = False
@@ -123,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if ok else 1
 
 
-def run_story(stack: Stack, photos: dict[str, bytes]) -> bool:
+def run_story(stack: Stack, photos: dict[str, bytes], lock_dir: Path) -> bool:
     import redis
 
     from facegate.adapters.celery_app import make_celery, send_encode
@@ -133,22 +143,35 @@ def run_story(stack: Stack, photos: dict[str, bytes]) -> bool:
     from facegate.clients.camera import CameraClient
     from facegate.clients.lock import DoorListener
     from facegate.core.policy import DoorMode, DoorPolicy
-    from facegate.core.signing import derive_door_key
+    from facegate.core.signing import DoorSigner
     from facegate.runtime.settings import CommonSettings
-    from facegate.tools.cli_pipeline import format_event
+    from facegate.tools.cli_lock import format_event
+    from facegate.tools.demo_lock import refusal_story, restart_story
 
     env = stack.env()
     settings = CommonSettings.from_env(env)
+    secret = settings.signing_secret.get_secret_value()
     store = RedisStore.from_url(settings.redis_url)
     celery = make_celery(settings, "facegate-demo")
     admin = Admin(settings, store, MinioObjectStore(settings), lambda r: send_encode(celery, r))
     camera = CameraClient(stack.config.ingest_url, env["FACEGATE_CAMERA_TOKEN"])
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=30.0)
 
+    def public_key(door: str) -> str:
+        return str(DoorSigner.derive(secret, door, store.door_key_version(door)).public_key.hex)
+
+    def upload(door: str, photo: str, badge: str | None) -> str:
+        ticket = camera.presign(door, "cam1", badge, ext=photo.rsplit(".", 1)[-1])
+        camera.put(ticket, photos[photo])
+        return str(ticket.upload_id)
+
     print("== doors")
     admin.set_door(DoorPolicy("front", DoorMode.VERIFY, frozenset(), THRESHOLD))
     admin.set_door(DoorPolicy("lobby", DoorMode.IDENTIFY, frozenset({"*"}), THRESHOLD))
     print("front: badge + face (1:1), lobby: face only (1:K), threshold 0.6")
+    for door in ("front", "lobby"):
+        key = DoorSigner.derive(secret, door, store.door_key_version(door))
+        print(f"{door} lock's Ed25519 public key (id {key.kid}): {key.public_key.hex}")
     print("\n== enrolling residents (through the encoder)")
     for person, names in (("obama", ["obama.jpg", "obama2.jpg"]), ("biden", ["biden.jpg"])):
         result = admin.enroll(person, [(n, photos[n]) for n in names], doors=["front"])
@@ -168,21 +191,16 @@ def run_story(stack: Stack, photos: dict[str, bytes]) -> bool:
     all_ok = True
     last_open: bytes | None = None
     for case in cases:
-        key = derive_door_key(settings.signing_secret.get_secret_value(), case.door)
-        listener = DoorListener(client, case.door, key)
+        listener = DoorListener(client, case.door, public_key(case.door))
         sent: dict[str, str] = {}
-        ext = case.photo.rsplit(".", 1)[-1]
-
-        def upload(case: Case = case, sent: dict[str, str] = sent, ext: str = ext) -> None:
-            ticket = camera.presign(case.door, "cam1", case.badge, ext=ext)
-            camera.put(ticket, photos[case.photo])
-            sent["upload_id"] = ticket.upload_id
-
+        listener.subscribe()  # returns once Redis confirmed: nothing published after is missed
+        sent["upload_id"] = upload(case.door, case.photo, case.badge)
         got = None
-        for item in listener.listen(timeout_s=60.0, on_subscribed=upload):
-            if item.upload_id == sent.get("upload_id"):
+        for item in listener.events(timeout_s=60.0):
+            if item.upload_id == sent["upload_id"]:
                 got = item
                 break
+        listener.close()
         badge = f"badge {case.badge}" if case.badge else "no badge"
         print(f"-- {case.title}: {case.photo} at {case.door}, {badge}")
         if got is None or got.event is None:
@@ -196,31 +214,45 @@ def run_story(stack: Stack, photos: dict[str, bytes]) -> bool:
         if got.event.granted and case.door == "lobby":
             last_open = got.wire
 
+    print("\n== a lock process that dies and comes back (facegate subscribe --state-dir)")
+    all_ok &= restart_story(store, public_key("lobby"), settings.redis_url, lock_dir, upload)
+
     print("\n== the lock refuses what it must not trust")
     if last_open is not None:
-        key = derive_door_key(settings.signing_secret.get_secret_value(), "lobby")
-        listener = DoorListener(client, "lobby", key)
+        listener = DoorListener(client, "lobby", public_key("lobby"))
         listener.check(last_open)  # this lock has accepted the real event once
-        doc = json.loads(last_open)
-        doc["event"]["person"] = "mallory"
-        tampered = json.dumps(doc).encode()
-        forged_doc = json.loads(last_open)
-        forged_doc["sig"] = "0" * 64
-        for label, wire in (("replay of the real OPEN", last_open),
-                            ("same OPEN, person changed", tampered),
-                            ("same OPEN, made-up signature", json.dumps(forged_doc).encode())):
-            item = listener.check(wire)
-            verdict = f"rejected: {item.rejected}" if item.rejected else "ACCEPTED (bad!)"
-            print(f"   {label:<30} -> {verdict}")
-            all_ok &= item.rejected is not None
+        all_ok &= refusal_story(listener, last_open)
+    all_ok &= rotation_story(store, client, public_key, upload)
+
     print("\n== decision log (facegate log)")
-    for _, wire in reversed(store.read_log(None, count=len(cases))):
+    for _, wire in reversed(store.read_log(None, count=len(cases) + 4)):
         e = json.loads(wire)["event"]
         print(f"   {e['decision']:<4} {e['door']:<6} {e['reason']:<16} person={e['person']}")
     print("\n" + ("every decision was the expected one" if all_ok else "SOME DECISIONS WERE WRONG"))
     client.close()
     store.close()
     return all_ok
+
+
+def rotation_story(store: Any, client: Any, public_key: Any, upload: Any) -> bool:
+    """Rotate the lobby's key: only a lock holding the new key accepts what follows."""
+    from facegate.clients.lock import DoorListener
+
+    old = public_key("lobby")
+    version = store.rotate_door_key("lobby")
+    new = public_key("lobby")
+    print(f"\n== facegate doors rotate-key lobby: version {version}, new public key {new[:16]}...")
+    both = DoorListener(client, "lobby", [old, new])
+    both.subscribe()
+    upload_id = upload("lobby", "obama3.jpg", None)
+    got = next((i for i in both.events(timeout_s=60.0) if i.upload_id == upload_id), None)
+    both.close()
+    only_old = DoorListener(client, "lobby", old).check(got.wire) if got else None
+    print(f"   lock holding old + new key  -> "
+          f"{'accepted ' + got.event.decision.value if got and got.event else 'refused!'}")
+    print(f"   lock holding the old key    -> "
+          f"{'rejected: ' + str(only_old.rejected) if only_old else 'no event!'}")
+    return bool(got and got.event and only_old and only_old.rejected == "unknown_key")
 
 
 if __name__ == "__main__":
