@@ -287,7 +287,7 @@ def open_site(
     from facegate.clients.camera import CameraClient
     from facegate.clients.lock import DoorListener
     from facegate.core.policy import DoorMode, DoorPolicy
-    from facegate.core.signing import ReplayGuard, derive_door_key
+    from facegate.core.signing import DoorSigner
     from facegate.runtime.settings import CommonSettings
 
     env = stack.env()
@@ -309,8 +309,9 @@ def open_site(
         door: DoorListener(
             client,
             door,
-            derive_door_key(settings.signing_secret.get_secret_value(), door),
-            guard=ReplayGuard(),
+            DoorSigner.derive(
+                settings.signing_secret.get_secret_value(), door, store.door_key_version(door)
+            ).public_key,
         )
         for door in modes
     }

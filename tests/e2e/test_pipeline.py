@@ -27,7 +27,7 @@ from facegate.core import keys
 from facegate.core.errors import EnrolmentError
 from facegate.core.messages import EncodeRequest, UploadKind
 from facegate.core.policy import DoorMode, DoorPolicy
-from facegate.core.signing import derive_door_key
+from facegate.core.signing import DoorSigner
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.model]
 
@@ -96,6 +96,12 @@ def building(site: Site, photos: dict[str, bytes]) -> Site:
     return site
 
 
+def public_key(site: Site, door: str) -> str:
+    """What the door's lock is given: its current public key (hex)."""
+    secret = site.settings.signing_secret.get_secret_value()
+    return str(DoorSigner.derive(secret, door, site.store.door_key_version(door)).public_key.hex)
+
+
 def snap(
     site: Site,
     door: str,
@@ -107,8 +113,7 @@ def snap(
 ) -> Received:
     """Upload one snapshot as a camera does and return the event its door's
     lock received and verified."""
-    key = derive_door_key(site.settings.signing_secret.get_secret_value(), door)
-    listener = DoorListener(site.redis, door, key)
+    listener = DoorListener(site.redis, door, public_key(site, door))
     sent: dict[str, str] = {}
 
     def upload() -> None:
@@ -213,8 +218,7 @@ def test_task_delivered_three_times_gives_one_decision(
         upload_id=upload_id, kind=UploadKind.ACCESS, bucket=site.settings.bucket, key=key,
         door="lobby", camera="cam9", stamps={"uploaded": time.time()},
     )
-    door_key = derive_door_key(site.settings.signing_secret.get_secret_value(), "lobby")
-    listener = DoorListener(site.redis, "lobby", door_key)
+    listener = DoorListener(site.redis, "lobby", public_key(site, "lobby"))
     received = []
 
     def deliver() -> None:
@@ -236,12 +240,14 @@ def test_task_delivered_three_times_gives_one_decision(
 def test_lock_catches_up_from_the_stream(building: Site, photos: dict[str, bytes]) -> None:
     first = snap(building, "lobby", photos["obama3.jpg"]).event
     assert first is not None
-    key = derive_door_key(building.settings.signing_secret.get_secret_value(), "lobby")
-    history = DoorListener(building.redis, "lobby", key).history("0-0", count=10_000)
+    history = DoorListener(building.redis, "lobby", public_key(building, "lobby")).history(
+        "0-0", count=10_000
+    )
     ids = [h.event.upload_id for h in history if h.event is not None]
     assert first.upload_id in ids
-    wrong_key = DoorListener(building.redis, "lobby", b"k" * 32).history("0-0", count=10_000)
-    assert wrong_key and all(h.rejected == "tampered" for h in wrong_key)
+    front_key = public_key(building, "front")  # another door's public key verifies nothing
+    wrong_key = DoorListener(building.redis, "lobby", front_key).history("0-0", count=10_000)
+    assert wrong_key and all(h.rejected == "unknown_key" for h in wrong_key)
 
 
 # --------------------------------------------------------------------------- administration

@@ -31,16 +31,19 @@ def test_base_install_runs_the_lock_client_and_ingest(tmp_path: Path) -> None:
     installed = run(python, "-m", "pip", "list", "--format=freeze").lower()
     for heavy in ("tensorflow", "mtcnn", "matplotlib", "face-recognition-models", "keras"):
         assert f"\n{heavy}" not in f"\n{installed}", f"{heavy} came with the base install"
-    # the lock client verifies a signed event
+    # the matcher signs, the lock client verifies with the public key only
     out = run(
         python,
         "-c",
-        "from facegate import ReplayGuard, verify_event, DoorEvent, Decision, Reason\n"
-        "from facegate.core.signing import sign_event\n"
+        "from facegate import LockState, verify_event, DoorEvent, Decision, Reason\n"
+        "from facegate.core.signing import DoorSigner\n"
         "e = DoorEvent(id='a'*32, upload_id='b'*32, door='front', decision=Decision.OPEN,"
-        " reason=Reason.GRANTED, person='alice', issued_at=10.0, expires_at=40.0)\n"
-        "w = sign_event(e, b'k'*32)\n"
-        "print(verify_event(w, b'k'*32, 'front', now=20.0, guard=ReplayGuard()).person)\n",
+        " reason=Reason.GRANTED, person='alice', issued_at=10.0, expires_at=40.0,"
+        " stream_id='10000-0')\n"
+        "signer = DoorSigner.derive('base-install-secret', 'front')\n"
+        "w = signer.sign(e)\n"
+        "print(verify_event(w, signer.public_key.hex, 'front', now=20.0,"
+        " guard=LockState('front')).person)\n",
     )
     assert out.strip() == "alice"
     # ingest and the matcher validate their settings (nothing to connect to here)

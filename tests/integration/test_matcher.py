@@ -30,9 +30,10 @@ from celery import Celery
 from facegate.adapters.celery_app import MATCH_QUEUE, MATCH_TASK, make_celery, send_match
 from facegate.adapters.redis_store import RedisStore
 from facegate.core import keys
+from facegate.core.event_verify import ReplayGuard, verify_event
 from facegate.core.messages import Decision, DoorEvent, MatchRequest, Reason
 from facegate.core.policy import DoorMode, DoorPolicy
-from facegate.core.signing import ReplayGuard, derive_door_key, verify_event
+from facegate.core.signing import door_public_key
 from services.matcher.settings import MatcherSettings
 
 pytestmark = pytest.mark.integration
@@ -127,8 +128,8 @@ def wait_event(m: Matcher, upload_id: str, door: str, timeout: float = 15.0) -> 
     while time.monotonic() < end:
         wire = m.store.get_decision(upload_id)
         if wire is not None:
-            key = derive_door_key(SECRET, door)
-            return verify_event(wire, key, door, guard=ReplayGuard())
+            key = door_public_key(SECRET, door)
+            return verify_event(wire, key, door, now=time.time(), guard=ReplayGuard())
         time.sleep(0.01)
     pytest.fail(f"no decision for {upload_id} within {timeout} s:\n{m.log.read_text()[-3000:]}")
 
@@ -204,7 +205,8 @@ def test_verify_granted_and_signed(matcher: Matcher, site: Site) -> None:
     assert {"uploaded", "match_start", "matched", "published"} <= set(ev.stamps)
     # another door's key does not verify it
     with pytest.raises(Exception, match="forged"):
-        verify_event(matcher.store.get_decision(uid) or b"", derive_door_key(SECRET, "x"), "x")
+        verify_event(matcher.store.get_decision(uid) or b"", door_public_key(SECRET, "x"), "x",
+                     now=time.time())
 
 
 @pytest.mark.parametrize(
@@ -372,7 +374,7 @@ def test_latency(matcher: Matcher, site: Site) -> None:
     pubsub = matcher.client.pubsub()
     pubsub.subscribe(keys.door_channel(door))
     assert pubsub.get_message(timeout=2.0) is not None
-    key = derive_door_key(SECRET, door)
+    key = door_public_key(SECRET, door)
     total, inside = [], []
     for _ in range(50):
         t0 = time.perf_counter()
@@ -382,7 +384,7 @@ def test_latency(matcher: Matcher, site: Site) -> None:
             msg = pubsub.get_message(timeout=5.0)
         total.append(time.perf_counter() - t0)
         assert msg is not None
-        ev = verify_event(msg["data"], key, door)
+        ev = verify_event(msg["data"], key, door, now=time.time())
         assert ev.upload_id == uid and ev.granted
         inside.append(ev.stamps["matched"] - ev.stamps["match_start"])
     pubsub.close()

@@ -9,13 +9,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import redis
-from store_contract import UID, StoreContract
+from store_contract import UID, StoreContract, sign
 
 from facegate.adapters.redis_store import RedisStore
 from facegate.core import keys
 from facegate.core.errors import BadMessageError, RedisUnavailableError
 from facegate.core.messages import Decision, DoorEvent, Reason
-from facegate.core.signing import derive_door_key, sign_event
 
 pytestmark = pytest.mark.integration
 
@@ -101,13 +100,14 @@ def test_record_decision_exactly_once(store: RedisStore, raw: redis.Redis) -> No
     pubsub = raw.pubsub()
     pubsub.subscribe(keys.door_channel("front"))
     assert pubsub.get_message(timeout=1.0) is not None  # subscribe confirmation
-    ev = event()
-    wire = sign_event(ev, derive_door_key("s" * 20, "front"))
-    assert store.record_decision(wire, ev) is True
-    second = event(reason=Reason.TIMEOUT)
-    assert store.record_decision(sign_event(second, b"k" * 32), second) is False
+    recorded = store.record_decision(event(), sign)
+    assert recorded is not None
+    wire = recorded.wire
+    assert store.record_decision(event(reason=Reason.TIMEOUT), sign) is None
     assert store.get_decision(UID) == wire
     assert raw.xlen(keys.door_stream("front")) == 1
+    ((entry_id, _),) = raw.xrange(keys.door_stream("front"))
+    assert entry_id.decode() == recorded.event.stream_id  # the signed id is the entry's
     assert raw.xlen(keys.AUDIT_STREAM) == 1
     msg = pubsub.get_message(timeout=1.0)
     assert msg is not None and msg["data"] == wire
@@ -119,10 +119,32 @@ def test_record_decision_exactly_once(store: RedisStore, raw: redis.Redis) -> No
 def test_streams_are_capped(raw: redis.Redis) -> None:
     small = RedisStore(raw, stream_maxlen=100)
     for _ in range(1000):
-        ev = event(upload_id=keys.new_upload_id())
-        small.record_decision(sign_event(ev, b"k" * 32), ev)
+        small.record_decision(event(upload_id=keys.new_upload_id()), sign)
     # MAXLEN ~ trims whole macro nodes: bounded, not exact
     assert raw.xlen(keys.door_stream("front")) < 300
+
+
+def test_a_stream_id_taken_by_hand_makes_the_event_signed_again_above_it(
+    store: RedisStore, raw: redis.Redis
+) -> None:
+    """Someone (or a matcher with a fast clock) put the door's stream ahead:
+    the next decision still lands, above it, signed with its real id; and a
+    deleted top entry does not make the script loop (last-generated-id)."""
+    raw.xadd(keys.door_stream("front"), {"event": b"junk"}, id="5000000-7")
+    raw.xadd(keys.door_stream("front"), {"event": b"junk"}, id="5000000-9")
+    raw.xdel(keys.door_stream("front"), "5000000-9")
+    recorded = store.record_decision(event(), sign)  # issued_at 1000.0 -> 1000000-0 first
+    assert recorded is not None and recorded.event.stream_id == "5000000-10"
+    assert raw.xrange(keys.door_stream("front"), min="(5000000-7")[0][0] == b"5000000-10"
+
+
+def test_a_stream_of_another_type_is_an_error_not_a_loop(
+    store: RedisStore, raw: redis.Redis
+) -> None:
+    raw.set(keys.door_stream("front"), "not a stream")
+    with pytest.raises(RedisUnavailableError, match="WRONGTYPE"):
+        store.record_decision(event(), sign)
+    assert store.get_decision(UID) is None
 
 
 def test_unreachable_redis_is_transient() -> None:
@@ -130,7 +152,7 @@ def test_unreachable_redis_is_transient() -> None:
     with pytest.raises(RedisUnavailableError):
         dead.get_door("front")
     with pytest.raises(RedisUnavailableError):
-        dead.record_decision(b"{}", event())
+        dead.record_decision(event(), sign)
 
 
 def test_text_clients_are_refused(redis_url: str) -> None:

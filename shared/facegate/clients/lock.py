@@ -14,9 +14,11 @@
 How nothing is missed: every event is in the door's stream as well as on
 its channel, and carries its stream id under the signature. Each time Redis
 confirms the subscription (the first time, and after every reconnect) the
-listener reads the stream after the last id it dealt with, then the live
-messages; an event that arrives both ways is reported once. A lock with no
-resume point (first start, in-memory state) starts at the stream's end.
+listener reads the stream after the last id it dealt with; those entries
+are delivered first, then the live messages, of which copies of entries
+already read are dropped: each event once, in stream order. A lock with no
+resume point (first start, in-memory state) starts at the stream's end as
+it was just before subscribing.
 
 How nothing is repeated: every event goes through
 :func:`facegate.core.event_verify.verify_event` with the door's
@@ -36,11 +38,13 @@ standard library only: ``pip install 'facegate[lock]'``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -136,9 +140,11 @@ class DoorListener:
         self.subscriptions = 0
         """How many times Redis confirmed the subscription (1 + reconnects)."""
         self._pubsub: Any = None
-        self._resume_from: str | None = None
-        self._need_catch_up = False
+        self._cursor: str | None = None
+        """The stream position dealt with so far: the next catch-up reads after it."""
+        self._pending: collections.deque[tuple[Any, Any]] = collections.deque()
         self._caught_up: set[bytes] = set()
+        self._stopping = threading.Event()
 
     # --- one message ----------------------------------------------------------------
 
@@ -165,13 +171,13 @@ class DoorListener:
         found: Any = entries
         return [self._entry(sid, fields) for sid, fields in found]
 
-    def _entry(self, entry_id: bytes | str, fields: dict[Any, Any]) -> Received:
-        sid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-        wire = fields.get(b"event", fields.get("event")) if fields else None
+    def _entry(self, entry_id: bytes | str, fields: dict[Any, Any] | None) -> Received:
+        sid = _text(entry_id)
+        wire = _wire(fields)
         if wire is None:
             return Received(b"", self.clock(), None, "malformed", "entry without event", sid,
                             "stream")
-        return self.check(wire.encode() if isinstance(wire, str) else bytes(wire), sid)
+        return self.check(wire, sid)
 
     # --- subscribing -------------------------------------------------------------------
 
@@ -179,11 +185,13 @@ class DoorListener:
         self, *, catch_up_from: str | None = None, timeout_s: float | None = 10.0
     ) -> None:
         """Subscribe to the door's channel and return once Redis confirmed
-        it: from then on every event is delivered by :meth:`events`
-        (events recorded before: those after ``catch_up_from``, else after
-        the state's resume point). Retries with backoff for ``timeout_s``
-        (``None``: until it succeeds), then raises ``RedisUnavailableError``."""
-        self._resume_from = catch_up_from
+        it and the stream was read after it: every event recorded before
+        (after ``catch_up_from``, else after the state's resume point, else
+        after the stream's end as it was just before subscribing) is then
+        pending, every event recorded after comes live; :meth:`events`
+        delivers both. Retries with backoff for ``timeout_s`` (``None``:
+        until it succeeds), then raises ``RedisUnavailableError``."""
+        self._cursor = catch_up_from or self.state.last_id
         self._connect(timeout_s)
 
     def _connect(self, timeout_s: float | None) -> None:
@@ -205,6 +213,9 @@ class DoorListener:
                 self.sleep(delay)
 
     def _subscribe_once(self) -> None:
+        if self._cursor is None:  # no resume point: the stream's end, read *before*
+            top: Any = self.client.xrevrange(keys.door_stream(self.door), count=1)
+            self._cursor = _text(top[0][0]) if top else "0-0"
         pubsub = self.client.pubsub(ignore_subscribe_messages=False)  # type: ignore[no-untyped-call]
         self._pubsub = pubsub
         pubsub.subscribe(keys.door_channel(self.door))
@@ -212,16 +223,31 @@ class DoorListener:
         while time.monotonic() < deadline:
             msg = pubsub.get_message(timeout=0.5)
             if msg is not None and msg.get("type") == "subscribe":
-                self._confirmed()
+                self._read_stream()
                 return
         raise redis.TimeoutError("no subscription confirmation within 5 s")
 
-    def _confirmed(self) -> None:
+    def _read_stream(self) -> None:
+        """Confirmed: read the stream after the cursor (what was recorded
+        before the subscription; what comes after it arrives live too, and
+        is then dropped as a copy)."""
         self.subscriptions += 1
-        self._need_catch_up = True
         if self.subscriptions > 1:
-            log.info("door %s: subscribed again; catching up after %s",
-                     self.door, self.state.last_id)
+            log.info("door %s: subscribed again; catching up after %s", self.door, self._cursor)
+        stream = keys.door_stream(self.door)
+        start = self._cursor
+        assert start is not None
+        pending: list[tuple[Any, Any]] = []
+        while True:
+            entries: Any = self.client.xrange(stream, min=f"({start}", count=CATCH_UP_PAGE)
+            pending += entries
+            if len(entries) < CATCH_UP_PAGE:
+                break
+            start = _text(entries[-1][0])
+        self._pending = collections.deque(pending)
+        self._caught_up = {
+            _digest(wire) for _, fields in pending if (wire := _wire(fields)) is not None
+        }
 
     def _close_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
@@ -229,53 +255,45 @@ class DoorListener:
             with contextlib.suppress(redis.RedisError, OSError):  # a dead socket
                 pubsub.close()
 
+    def stop(self) -> None:
+        """Make :meth:`events` return at its next poll (from another thread;
+        then :meth:`close` once it returned)."""
+        self._stopping.set()
+
     def close(self) -> None:
-        """Unsubscribe and write the resume point."""
+        """Unsubscribe and write the resume point (not while :meth:`events`
+        runs in another thread: :meth:`stop` it first)."""
         self._close_pubsub()
         self.state.flush()
 
     # --- events ---------------------------------------------------------------------------
 
-    def _catch_up(self) -> Iterator[Received]:
-        """The stream after the resume point (read after the confirmation)."""
-        stream = keys.door_stream(self.door)
-        start = self._resume_from or self.state.last_id
-        if start is None:  # no resume point yet: start at the stream's end
-            top: Any = self.client.xrevrange(stream, count=1)
-            self.state.advance(_text(top[0][0]) if top else "0-0")
-            start = self.state.last_id
-        assert start is not None
-        self._caught_up = set()
-        while True:
-            entries: Any = self.client.xrange(stream, min=f"({start}", count=CATCH_UP_PAGE)
-            for entry_id, fields in entries:
-                item = self._entry(entry_id, fields)
-                self._caught_up.add(_digest(item.wire))
-                if item.event is None and item.stream_id is not None:
-                    self.state.advance(item.stream_id)
-                start = _text(entry_id)
-                yield item
-            if len(entries) < CATCH_UP_PAGE:
-                break
-        self._resume_from = None
-        self._need_catch_up = False
-        self.state.flush()
+    def _next_pending(self) -> Received:
+        entry_id, fields = self._pending.popleft()
+        item = self._entry(entry_id, fields)
+        sid = _text(entry_id)
+        self._cursor = sid
+        if item.event is None:
+            self.state.advance(sid)
+        if not self._pending:
+            self.state.flush()
+        return item
 
     def events(self, *, timeout_s: float | None = None, poll_s: float = 0.2) -> Iterator[Received]:
-        """Verified events (and rejections): the catch-up, then live ones,
-        reconnecting whenever Redis goes away, until ``timeout_s`` passes
-        without a message (``None``: forever). Subscribes first when
-        :meth:`subscribe` was not called."""
+        """Verified events (and rejections), in stream order: the catch-up,
+        then live ones, reconnecting whenever Redis goes away, until
+        ``timeout_s`` passes without a message (``None``: forever) or
+        :meth:`stop`. Subscribes first when :meth:`subscribe` was not called."""
         if self._pubsub is None:
             self._connect(timeout_s)
         quiet_since = heard = time.monotonic()
         pinged = False
-        while True:
+        while not self._stopping.is_set():
             try:
-                if self._need_catch_up:
-                    for item in self._catch_up():
-                        quiet_since = time.monotonic()
-                        yield item
+                if self._pending:
+                    quiet_since = time.monotonic()
+                    yield self._next_pending()
+                    continue
                 msg = self._pubsub.get_message(timeout=poll_s)
                 now = time.monotonic()
                 if msg is None:
@@ -290,7 +308,7 @@ class DoorListener:
                 heard, pinged = now, False
                 kind = msg.get("type")
                 if kind == "subscribe":  # redis-py reconnected by itself
-                    self._confirmed()
+                    self._read_stream()
                     continue
                 if kind != "message" or not isinstance(msg.get("data"), bytes | str):
                     continue
@@ -299,10 +317,14 @@ class DoorListener:
                 quiet_since = now
                 if _digest(wire) in self._caught_up:
                     continue  # already delivered by the catch-up
-                yield self.check(wire)
+                item = self.check(wire)
+                if item.stream_id is not None:
+                    self._cursor = item.stream_id
+                yield item
             except (redis.RedisError, OSError) as exc:
                 log.warning("door %s: lost Redis (%s); reconnecting", self.door, exc)
                 self._close_pubsub()
+                self._pending.clear()  # read again after the cursor once back
                 left = _left(timeout_s, quiet_since)
                 if left is not None and left <= 0:
                     return
@@ -337,6 +359,16 @@ def _left(timeout_s: float | None, since: float) -> float | None:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _wire(fields: dict[Any, Any] | None) -> bytes | None:
+    """The ``event`` field of a stream entry."""
+    if not fields:
+        return None
+    wire = fields.get(b"event", fields.get("event"))
+    if wire is None:
+        return None
+    return wire.encode() if isinstance(wire, str) else bytes(wire)
 
 
 def _digest(wire: bytes) -> bytes:

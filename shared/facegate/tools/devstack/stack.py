@@ -287,6 +287,20 @@ class Stack:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
+    def kill(self, name: str) -> int:
+        """``kill -9`` of one process (a crash, for fault tests): SIGKILL its
+        group, reap it, remove its pid file; its pid."""
+        pid = self.running_pid(name)
+        if pid is None:
+            raise StackError(f"{name} is not running")
+        self._signal(pid, signal.SIGKILL)
+        child = self._children.pop(pid, None)
+        if child is not None:
+            child.wait(timeout=10.0)
+        self.pid_file(name).unlink(missing_ok=True)
+        self.ready_file(name).unlink(missing_ok=True)
+        return pid
+
     def stop(self, name: str) -> bool:
         """SIGTERM the process group, wait, SIGKILL after ``stop_timeout_s``;
         remove its pid (and ready) file. True when something was stopped."""
