@@ -218,8 +218,8 @@ class LockState:
         }
 
     def _write(self) -> None:
-        self._dirty = False
         if self.path is None:
+            self._dirty = False
             return
         data = json.dumps(self.snapshot(), separators=(",", ":"), sort_keys=True).encode()
         tmp = self.path.with_name(self.path.name + ".tmp")
@@ -237,6 +237,7 @@ class LockState:
             os.fsync(folder)
         finally:
             os.close(folder)
+        self._dirty = False
 
     def close(self) -> None:
         """Release the folder lock (the state stays on disk)."""
