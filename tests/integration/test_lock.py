@@ -279,3 +279,62 @@ def test_facegate_subscribe_survives_a_redis_restart(
     finally:
         lock.terminate()
         lock.wait(10.0)
+
+
+# --------------------------------------------------------------------------- production ACL
+
+
+def compose_lock_rules() -> list[str]:
+    """The ``locks`` user's ACL rules as docker-compose.yml gives them."""
+    import shlex
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    doc = yaml.load((ROOT / "docker-compose.yml").read_text(), Loader=Loader)
+    command = " ".join(doc["services"]["redis"]["command"])
+    rules = command.split('--user locks on ">$$LOCK_REDIS_PASSWORD"', 1)[1].split(" --", 1)[0]
+    return shlex.split(rules)
+
+
+def test_a_lock_needs_only_the_compose_locks_user(
+    redis_stack: Stack, store: RedisStore, tmp_path: Path
+) -> None:
+    """The lock runs as the production ``locks`` user (subscribe, XRANGE,
+    XREVRANGE, PING): subscribe, catch-up and live delivery all work, and the
+    same user cannot record or publish an event."""
+    admin = store.client
+    rules = compose_lock_rules()
+    admin.execute_command("ACL", "SETUSER", "locks", "reset", "on", ">lock-pass-0123456789",
+                          *rules)
+    try:
+        decide(store, 0)  # before the lock ever ran: not for it
+        client = redis.Redis(host="127.0.0.1", port=PORT_BASE, username="locks",
+                             password="lock-pass-0123456789", socket_timeout=5.0)
+
+        def run_lock(record: int | None) -> list[tuple[str | None, str]]:
+            with LockState.open(tmp_path, "gate") as state:
+                listener = DoorListener(client, "gate", PUBLIC, state=state)
+                listener.subscribe()  # first start: XREVRANGE for the end, then SUBSCRIBE
+                if record is not None:
+                    decide(store, record)
+                got = [(i.event.id if i.event else i.rejected, i.source)
+                       for i in listener.events(timeout_s=1.0, poll_s=0.05)]
+                listener.close()
+            return got
+
+        first = run_lock(1)
+        missed = decide(store, 2)  # while the lock is down: XRANGE brings it
+        second = run_lock(None)
+        assert [source for _, source in first] == ["live"] and second == [(missed.id, "stream")]
+        for command in (("PUBLISH", keys.door_channel("gate"), "x"),
+                        ("XADD", keys.door_stream("gate"), "*", "event", "x"),
+                        ("XRANGE", keys.AUDIT_STREAM, "-", "+")):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                client.execute_command(*command)
+        client.close()
+    finally:
+        admin.execute_command("ACL", "DELUSER", "locks")
