@@ -11,10 +11,12 @@ with :func:`_coerce`), ``with_stamp``, and the checks common to all of them
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import types
 import typing
+from collections.abc import Hashable
 from enum import StrEnum
 from typing import Any, ClassVar, Self, Union
 
@@ -103,7 +105,7 @@ class _Message:
         """Validate and build from a decoded JSON object."""
         _check(isinstance(data, dict), f"{cls.__name__} must be a JSON object")
         assert isinstance(data, dict)
-        hints = typing.get_type_hints(cls)
+        hints = _type_hints(cls)
         fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = set(data) - fields
         _check(not unknown, f"{cls.__name__}: unknown fields {sorted(map(str, unknown))}")
@@ -138,6 +140,17 @@ class _Message:
         stamps = dict(getattr(self, "stamps"))  # noqa: B009
         stamps[stage] = float(when)
         return dataclasses.replace(self, stamps=stamps)  # type: ignore[type-var]
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    """A message class's resolved field types (resolving them is most of the
+    cost of decoding a message, and they never change)."""
+    return _cached_hints(cls)
+
+
+@functools.cache
+def _cached_hints(cls: Hashable) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 def _coerce(owner: str, name: str, hint: Any, value: object) -> object:
