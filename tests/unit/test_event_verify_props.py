@@ -25,7 +25,7 @@ from facegate.core.signing import DoorSigner
 
 pytestmark = pytest.mark.unit
 
-PROPS = settings(max_examples=200, deadline=None, database=None,
+PROPS = settings(max_examples=150, deadline=None, database=None,
                  suppress_health_check=[HealthCheck.too_slow])
 NOW = 1_800_000_000.0
 SIGNER = DoorSigner.derive("property-test-secret-0123456789", "front")
