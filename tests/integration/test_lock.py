@@ -338,3 +338,35 @@ def test_a_lock_needs_only_the_compose_locks_user(
         client.close()
     finally:
         admin.execute_command("ACL", "DELUSER", "locks")
+
+
+# --------------------------------------------------------------------------- key commands
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FACEGATE_")}
+    return subprocess.run([sys.executable, "-m", "facegate.tools.cli", *args], cwd=ROOT,
+                          env={**base, **env}, capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+def test_doors_key_and_rotate_key(redis_stack: Stack, store: RedisStore) -> None:
+    env = redis_stack.env()
+    secret = env["FACEGATE_SIGNING_SECRET"]
+    shown = cli(env, "doors", "key", "gate", "--json")
+    assert shown.returncode == 0, shown.stderr
+    doc = json.loads(shown.stdout)
+    current = DoorSigner.derive(secret, "gate", 1).public_key
+    assert doc == {"door": "gate", "version": 1, "kid": current.kid, "alg": "Ed25519",
+                   "public_key": current.hex}
+    plain = cli(env, "doors", "key", "gate")
+    assert plain.stdout.strip() == current.hex and "key version 1" in plain.stderr
+    upcoming = cli(env, "doors", "key", "gate", "--next").stdout.strip()
+    rotated = cli(env, "doors", "rotate-key", "gate")
+    assert rotated.returncode == 0, rotated.stderr
+    assert rotated.stdout.strip() == upcoming == DoorSigner.derive(secret, "gate", 2).public_key.hex
+    assert "key version 1 -> 2" in rotated.stderr
+    assert store.door_key_version("gate") == 2
+    assert cli(env, "doors", "key", "gate").stdout.strip() == upcoming
+    assert cli(env, "doors", "key", "gate", "--version", "1").stdout.strip() == current.hex
+    assert cli(env, "doors", "key", "a/b").returncode != 0
