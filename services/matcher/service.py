@@ -34,7 +34,13 @@ from facegate.core.errors import TransientError
 from facegate.core.keys import new_upload_id
 from facegate.core.matching import Gallery
 from facegate.core.messages import DoorEvent, MatchRequest, Reason, UploadKind
-from facegate.core.policy import DoorPolicy, Verdict, decide
+from facegate.core.policy import (
+    DoorPolicy,
+    Verdict,
+    allowed_template_counts,
+    decide,
+    door_threshold,
+)
 from facegate.core.signing import derive_door_key, sign_event
 from services.matcher.settings import MatcherSettings
 
@@ -70,6 +76,7 @@ class MatcherService:
         self._galleries: dict[str, Gallery] = {}
         self._doors: dict[str, DoorPolicy | None] = {}
         self._door_keys: dict[str, bytes] = {}
+        self._thresholds: dict[tuple[str, str], float] = {}
 
     # --- cached state -----------------------------------------------------------
 
@@ -81,6 +88,7 @@ class MatcherService:
                 log.info("gallery version %s -> %s: reloading", self._version, version)
                 self._galleries.clear()
                 self._doors.clear()
+                self._thresholds.clear()
                 self._version = version
 
     def gallery(self, model_id: str, dim: int) -> Gallery:
@@ -115,6 +123,31 @@ class MatcherService:
             self._doors[door] = policy
         return policy
 
+    def threshold(self, policy: DoorPolicy, gallery: Gallery, model_id: str) -> float:
+        """The door's threshold with this gallery (calibrated ones are
+        recomputed once per gallery version: enrol, revoke, door change)."""
+        key = (policy.door, model_id)
+        with self._lock:
+            cached = self._thresholds.get(key)
+        if cached is not None:
+            return cached
+        value = door_threshold(policy, gallery, default_threshold=self.settings.threshold)
+        if policy.calibrated:
+            counts = allowed_template_counts(policy, gallery)
+            log.info(
+                "door %s: threshold %.4f calibrated for %d people (%d templates), "
+                "%d frame(s) per approach, %g strangers per approach",
+                policy.door,
+                value,
+                len(counts),
+                sum(counts),
+                policy.frames,
+                policy.stranger_rate,
+            )
+        with self._lock:
+            self._thresholds[key] = value
+        return value
+
     def door_key(self, door: str) -> bytes:
         key = self._door_keys.get(door)
         if key is None:
@@ -148,12 +181,22 @@ class MatcherService:
         self._refresh()
         policy = self.door(request.door)
         probe, model_id = self._probe(request)
+        threshold = None
         if policy is None or probe.shape[0] != 1:
             # decided without comparing: no gallery needed
             gallery = Gallery.empty(int(probe.shape[1]))
         else:
             gallery = self.gallery(model_id, int(probe.shape[1]))
-        return decide(policy, request, probe, gallery, now, deadline_s=self.settings.deadline_s)
+            threshold = self.threshold(policy, gallery, model_id)
+        return decide(
+            policy,
+            request,
+            probe,
+            gallery,
+            now,
+            deadline_s=self.settings.deadline_s,
+            threshold=threshold,
+        )
 
     def handle(self, request: MatchRequest) -> Outcome:
         """Decide one upload and record its event (exactly once)."""

@@ -290,8 +290,16 @@ def identification_scores(
     return IdentificationScores(mb, ms, who == split.mated_person, nb, ns)
 
 
+def _margin_ok(best: F64, second: F64, margin: float) -> Bools:
+    """Runner-up at least ``margin`` behind (a probe without a face: never)."""
+    with np.errstate(invalid="ignore"):
+        gap = np.where(np.isfinite(best), second - best, -np.inf)
+    out: Bools = gap >= margin
+    return out
+
+
 def _accepted(best: F64, second: F64, threshold: float, margin: float) -> Bools:
-    out: Bools = (best < threshold) & (second - best >= margin)
+    out: Bools = (best < threshold) & _margin_ok(best, second, margin)
     return out
 
 
@@ -315,7 +323,7 @@ def dir_at_fpir(
     n = scores.non_mated_best.size
     if n == 0:
         raise ValueError("no non-mated probes: every person was enrolled")
-    passing = scores.non_mated_second - scores.non_mated_best >= margin
+    passing = _margin_ok(scores.non_mated_best, scores.non_mated_second, margin)
     candidates = np.sort(scores.non_mated_best[passing])
     k = math.floor(fpir * n + 1e-9)
     threshold = float(candidates[k]) if k < candidates.size else math.inf
