@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from facegate.adapters.store import Store
+from facegate.adapters.store import FrameStatus, Store
 from facegate.core import keys
 from facegate.core.errors import BadMessageError
 from facegate.core.messages import Decision, DoorEvent, Reason
@@ -41,8 +41,102 @@ def event(upload_id: str = UID, door: str = "front", **over: Any) -> DoorEvent:
     return DoorEvent(**fields)
 
 
+APPROACH = "fedcba9876543210fedcba9876543210"
+WINDOW_END = 1000.0
+
+
+def frame(decision: Decision = Decision.DENY, distance: float | None = None) -> DoorEvent:
+    """One frame of APPROACH at door front, camera cam."""
+    if decision is Decision.OPEN:
+        return event(
+            upload_id=keys.new_upload_id(),
+            decision=Decision.OPEN,
+            reason=Reason.GRANTED,
+            person="alice",
+            distance=distance,
+            approach=APPROACH,
+        )
+    reason = Reason.UNKNOWN_PERSON if distance is not None else Reason.NO_FACE
+    return event(
+        upload_id=keys.new_upload_id(), reason=reason, distance=distance, approach=APPROACH
+    )
+
+
+def record(store: Store, ev: DoorEvent, now: float = 999.0, max_frames: int = 3) -> FrameStatus:
+    return store.record_frame(
+        sign_event(ev, KEY), ev, window_end=WINDOW_END, now=now, max_frames=max_frames
+    )
+
+
 class StoreContract:
     """Subclasses provide the ``store`` fixture."""
+
+    def test_approach_first_open_only_reaches_the_door(self, store: Store) -> None:
+        miss, hit, again = frame(), frame(Decision.OPEN, 0.3), frame(Decision.OPEN, 0.2)
+        assert record(store, miss) is FrameStatus.RECORDED
+        assert store.read_log("front") == []  # a failed frame is not a door event
+        assert record(store, hit) is FrameStatus.OPENED
+        assert record(store, again) is FrameStatus.CONCLUDED
+        assert record(store, hit) is FrameStatus.DUPLICATE  # redelivered frame
+        assert [w for _, w in store.read_log("front")] == [sign_event(hit, KEY)]
+        assert len(store.read_log(None)) == 3  # every frame audited once
+        assert store.get_decision(again.upload_id) == sign_event(again, KEY)
+        assert store.due_approaches(now=5000.0) == []  # opened: nothing to close
+
+    def test_approach_closes_with_one_deny(self, store: Store) -> None:
+        far, near, blank = frame(distance=0.8), frame(distance=0.55), frame()
+        for ev in (far, near, blank):
+            assert record(store, ev) is FrameStatus.RECORDED
+        assert store.due_approaches(now=WINDOW_END - 0.5) == []
+        (due,) = store.due_approaches(now=WINDOW_END)
+        assert (due.door, due.camera, due.approach, due.frames) == ("front", "cam", APPROACH, 3)
+        assert (due.upload_id, due.distance, due.reason) == (near.upload_id, 0.55, "unknown_person")
+        close = event(upload_id=near.upload_id, reason=Reason.UNKNOWN_PERSON, approach=APPROACH)
+        assert store.record_approach_close(sign_event(close, KEY), close, due.key) is True
+        assert store.record_approach_close(sign_event(close, KEY), close, due.key) is False
+        assert [w for _, w in store.read_log("front")] == [sign_event(close, KEY)]
+        assert store.due_approaches(now=5000.0) == []
+        # a frame decided after the close is audited, never published
+        assert record(store, frame(Decision.OPEN, 0.1)) is FrameStatus.CONCLUDED
+        assert len(store.read_log("front")) == 1 and len(store.read_log(None)) == 5
+
+    def test_approach_late_and_over_frames_cannot_open(self, store: Store) -> None:
+        assert record(store, frame(), max_frames=1) is FrameStatus.RECORDED
+        assert record(store, frame(Decision.OPEN, 0.2), max_frames=1) is FrameStatus.OVER
+        late = frame(Decision.OPEN, 0.2)
+        assert record(store, late, now=WINDOW_END + 1, max_frames=1) is FrameStatus.LATE
+        assert store.read_log("front") == []
+        (due,) = store.due_approaches(now=WINDOW_END)
+        assert due.frames == 3
+
+    def test_approach_window_is_the_earliest_proposed(self, store: Store) -> None:
+        ev = frame()
+        store.record_frame(sign_event(ev, KEY), ev, window_end=1005.0, now=999.0, max_frames=3)
+        assert store.due_approaches(now=1002.0) == []
+        early = frame()
+        wire = sign_event(early, KEY)
+        store.record_frame(wire, early, window_end=1001.0, now=999.0, max_frames=3)
+        (due,) = store.due_approaches(now=1002.0)
+        assert due.window_end == 1001.0
+
+    def test_approach_racing_closers_one_deny(self, store: Store) -> None:
+        record(store, frame(distance=0.7))
+        (due,) = store.due_approaches(now=WINDOW_END)
+        results: list[bool] = []
+        barrier = threading.Barrier(6)
+
+        def race() -> None:
+            close = event(upload_id=due.upload_id, reason=Reason.UNKNOWN_PERSON, approach=APPROACH)
+            barrier.wait()
+            results.append(store.record_approach_close(sign_event(close, KEY), close, due.key))
+
+        threads = [threading.Thread(target=race) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results) == [False] * 5 + [True]
+        assert len(store.read_log("front")) == 1
 
     def test_probe_round_trip(self, store: Store) -> None:
         enc = np.random.default_rng(0).normal(size=(2, 128)).astype(np.float32)

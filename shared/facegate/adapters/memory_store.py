@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from facegate.adapters.memory_approaches import MemoryApproaches
 from facegate.adapters.store import (
     DEFAULT_DECISION_TTL_S,
     F32,
@@ -41,8 +42,9 @@ from facegate.core.messages import DoorEvent
 from facegate.core.policy import DoorPolicy
 
 
-class MemoryStore:
-    """Every store interface in one process's memory."""
+class MemoryStore(MemoryApproaches):
+    """Every store interface in one process's memory (the approaches' part
+    in :mod:`facegate.adapters.memory_approaches`)."""
 
     def __init__(
         self,
@@ -224,6 +226,7 @@ class MemoryStore:
         badge: str | None,
         ttl_s: int,
         direct: bool = False,
+        approach: str | None = None,
     ) -> None:
         claim = Claim(
             upload_id,
@@ -232,6 +235,7 @@ class MemoryStore:
             keys.check_camera(camera),
             None if badge is None else keys.check_person(badge),
             direct=direct,
+            approach=None if approach is None else keys.check_upload_id(approach),
         )
         with self._cond:
             self._check()

@@ -23,13 +23,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import redis
 
+from facegate.adapters.redis_approaches import RedisApproaches
 from facegate.adapters.redis_codec import (
     FORMAT_VERSION,
     MARK_ENQUEUED_LUA,
@@ -55,10 +56,9 @@ from facegate.core.policy import DoorPolicy
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-class RedisStore:
-    """All of facegate's Redis state, behind one small interface.
+class RedisStore(RedisApproaches):
+    """All of facegate's Redis state, behind one small interface (the
+    approaches' part in :mod:`facegate.adapters.redis_approaches`).
 
     ``client`` is a ``redis.Redis`` (bytes responses, the default). Nothing
     connects until the first call.
@@ -93,10 +93,6 @@ class RedisStore:
     def ping(self) -> bool:
         with translated("PING"):
             return bool(self.client.ping())
-
-    def _call(self, what: str, func: Callable[[], T]) -> T:
-        with translated(what):
-            return func()
 
     # --- probes -------------------------------------------------------------
 
@@ -143,7 +139,8 @@ class RedisStore:
         return decode_probe(key, raw)
 
     def delete_probe(self, upload_id: str) -> None:
-        self._call("delete_probe", lambda: self.client.delete(keys.probe_key(upload_id)))
+        with translated("delete_probe"):
+            self.client.delete(keys.probe_key(upload_id))
 
     # --- people and templates -------------------------------------------------
 
@@ -274,8 +271,10 @@ class RedisStore:
         badge: str | None,
         ttl_s: int,
         direct: bool = False,
+        approach: str | None = None,
     ) -> None:
-        """Bind a badge (or none) to the object key of one upload."""
+        """Bind a badge (or none) and an approach (or none) to the object
+        key of one upload."""
         mapping = {
             "key": key,
             "door": keys.check_door(door),
@@ -284,6 +283,8 @@ class RedisStore:
         }
         if direct:
             mapping["direct"] = "1"
+        if approach is not None:
+            mapping["approach"] = keys.check_upload_id(approach)
         name = keys.claim_key(upload_id)
         with translated("put_claim"):
             pipe = self.client.pipeline(transaction=True)
@@ -307,6 +308,7 @@ class RedisStore:
                 badge=fields["badge"] or None,
                 direct=fields.get("direct") == "1",
                 enqueued_at=None if not enqueued else float(enqueued),
+                approach=fields.get("approach") or None,
             )
         except (KeyError, ValueError) as exc:
             raise BadMessageError(f"claim of {upload_id} is malformed") from exc

@@ -12,6 +12,7 @@ Each service depends only on the part it uses::
     DoorStore       door policies
     ClaimStore      the badge bound to an upload's object key (ingest)
     DecisionStore   the exactly-once decision, the door and audit streams
+    ApproachStore   frames of one approach: at most one OPEN, one DENY at the window's end
     ReplyStore      enrolment results for the waiting administrator
 
 Errors: an unreachable store raises
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Final, Protocol
 
 import numpy as np
@@ -68,6 +70,42 @@ class Claim:
     """Made by ingest's direct upload, which enqueues the object itself."""
     enqueued_at: float | None = None
     """When the upload was sent to the encoder (``None``: not yet)."""
+    approach: str | None = None
+    """The approach (several frames of one passage) the upload belongs to."""
+
+
+class FrameStatus(StrEnum):
+    """What recording one frame of an approach did."""
+
+    DUPLICATE = "duplicate"
+    """The upload already had its decision (a redelivery): nothing changed."""
+    OPENED = "opened"
+    """The frame passed, the first to: its OPEN went to the door."""
+    RECORDED = "recorded"
+    """Recorded in the audit log; the approach is still open."""
+    CONCLUDED = "concluded"
+    """Recorded; the approach already had its door event (a late frame)."""
+    LATE = "late"
+    """Recorded; decided after the approach's window ended (it cannot open)."""
+    OVER = "over"
+    """Recorded; beyond the frames per approach the door is calibrated for."""
+
+
+@dataclass(frozen=True)
+class ApproachState:
+    """An approach whose window has ended without an OPEN (to be closed)."""
+
+    key: str
+    door: str
+    camera: str
+    approach: str
+    window_end: float
+    frames: int
+    upload_id: str
+    """The frame the closing DENY names: the closest DENY frame, else the latest."""
+    reason: str | None
+    person: str | None
+    distance: float | None
 
 
 def as_rows(encodings: npt.ArrayLike, what: str) -> F32:
@@ -167,8 +205,10 @@ class ClaimStore(Protocol):
         badge: str | None,
         ttl_s: int,
         direct: bool = False,
+        approach: str | None = None,
     ) -> None:
-        """Bind a badge (or none) to the object key of one upload."""
+        """Bind a badge (or none) and the approach (or none) to the object
+        key of one upload."""
 
     def get_claim(self, upload_id: str) -> Claim | None: ...
 
@@ -189,13 +229,31 @@ class DecisionStore(Protocol):
         """A door's events after ``last_id``, oldest first."""
 
 
+class ApproachStore(Protocol):
+    def record_frame(
+        self, event_wire: bytes, event: DoorEvent, *, window_end: float, now: float, max_frames: int
+    ) -> FrameStatus:
+        """Record one frame's decision (exactly once per upload, always in
+        the audit stream); publish it to the door only when it is the first
+        OPEN of an approach still open (before ``window_end``, within
+        ``max_frames``). Otherwise the approach is due for closing at
+        ``window_end`` (the earliest any of its frames proposed)."""
+
+    def due_approaches(self, now: float, limit: int = 100) -> list[ApproachState]:
+        """Approaches whose window ended by ``now`` without a door event."""
+
+    def record_approach_close(self, event_wire: bytes, event: DoorEvent, key: str) -> bool:
+        """Publish the closing DENY of approach ``key`` once; ``False`` when
+        it already had its door event (another matcher closed it)."""
+
+
 class ReplyStore(Protocol):
     def push_reply(self, upload_id: str, payload: bytes | str, ttl_s: int = 300) -> None: ...
 
     def wait_reply(self, upload_id: str, timeout_s: float) -> bytes | None: ...
 
 
-class MatcherStore(ProbeStore, GalleryStore, DoorStore, DecisionStore, Protocol):
+class MatcherStore(ProbeStore, GalleryStore, DoorStore, DecisionStore, ApproachStore, Protocol):
     """What the matcher reads and writes."""
 
 
@@ -204,18 +262,28 @@ class EncoderStore(ProbeStore, ReplyStore, Protocol):
 
 
 class Store(
-    ProbeStore, GalleryStore, DoorStore, ClaimStore, DecisionStore, ReplyStore, Protocol
+    ProbeStore,
+    GalleryStore,
+    DoorStore,
+    ClaimStore,
+    DecisionStore,
+    ApproachStore,
+    ReplyStore,
+    Protocol,
 ):
     """Everything (what the administrator and the tools use)."""
 
 
 __all__ = [
     "DEFAULT_DECISION_TTL_S",
+    "ApproachState",
+    "ApproachStore",
     "Claim",
     "ClaimStore",
     "DecisionStore",
     "DoorStore",
     "EncoderStore",
+    "FrameStatus",
     "GalleryStore",
     "MatcherStore",
     "Probe",
