@@ -12,6 +12,16 @@ For each :class:`~facegate.core.messages.MatchRequest` (kind ``access``):
    :meth:`RedisStore.record_decision` (``SET NX`` gate: a second delivery,
    even racing on another worker, changes nothing).
 
+A frame of an *approach* (``request.approach``: several snapshots of one
+passage) is recorded the same way, exactly once and always in the audit
+stream, but reaches the door only as the approach's first OPEN, while the
+approach is open (``store.record_frame``): the door hears at most one OPEN
+per approach. An approach whose window (``FACEGATE_APPROACH_WINDOW_S`` from
+its first frame's upload) ends without a pass gets one DENY from
+:meth:`MatcherService.close_due`, which every matcher runs after each frame
+and on a timer (:mod:`services.matcher.sweeper`), so a dead matcher's
+approaches are closed by the others.
+
 Safe by default: any exception in steps 2-4 (corrupt data, a bug) becomes
 ``DENY internal_error``, which is still recorded and published, so the door
 hears an answer. Transient errors (Redis unavailable) propagate so the Celery
@@ -29,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from facegate.adapters.store import MatcherStore
+from facegate.adapters.store import ApproachState, FrameStatus, MatcherStore
 from facegate.core.errors import TransientError
 from facegate.core.keys import new_upload_id
 from facegate.core.matching import Gallery
@@ -42,6 +52,7 @@ from facegate.core.policy import (
     door_threshold,
 )
 from facegate.core.signing import derive_door_key, sign_event
+from services.matcher.approaches import closing_event
 from services.matcher.settings import MatcherSettings
 
 log = logging.getLogger(__name__)
@@ -56,6 +67,8 @@ class Outcome:
 
     event: DoorEvent | None
     recorded: bool
+    frame: FrameStatus | None = None
+    """For a frame of an approach: what recording it did."""
 
 
 class MatcherService:
@@ -216,7 +229,7 @@ class MatcherService:
             verdict = Verdict.deny(Reason.INTERNAL_ERROR)
         stamps = dict(request.stamps)
         stamps["match_start"] = started
-        return self._publish(request.upload_id, request.door, request.camera, verdict, stamps)
+        return self._publish(request, verdict, stamps)
 
     def deny(self, request: MatchRequest, reason: Reason = Reason.INTERNAL_ERROR) -> Outcome:
         """Record a DENY for ``request`` without deciding (an undecodable
@@ -224,19 +237,18 @@ class MatcherService:
         if request.door is None:
             log.warning("cannot deny upload %s: no door", request.upload_id)
             return Outcome(None, False)
-        verdict = Verdict.deny(reason)
-        return self._publish(
-            request.upload_id, request.door, request.camera, verdict, dict(request.stamps)
-        )
+        return self._publish(request, Verdict.deny(reason), dict(request.stamps))
 
-    def _publish(
+    def _event(
         self,
         upload_id: str,
         door: str,
         camera: str | None,
         verdict: Verdict,
         stamps: dict[str, float],
-    ) -> Outcome:
+        approach: str | None = None,
+    ) -> tuple[DoorEvent, bytes, float]:
+        """The signed event of a verdict: ``(event, wire, now)``."""
         now = self.clock()
         stamps["matched"] = now
         stamps["published"] = self.clock()
@@ -252,8 +264,18 @@ class MatcherService:
             issued_at=now,
             expires_at=now + self.settings.event_ttl_s,
             stamps=stamps,
+            approach=approach,
         )
-        wire = sign_event(event, self.door_key(door))
+        return event, sign_event(event, self.door_key(door)), now
+
+    def _publish(
+        self, request: MatchRequest, verdict: Verdict, stamps: dict[str, float]
+    ) -> Outcome:
+        upload_id, door = request.upload_id, request.door
+        assert door is not None
+        if request.approach is not None and request.camera is not None:
+            return self._frame(request, verdict, stamps)
+        event, wire, now = self._event(upload_id, door, request.camera, verdict, stamps)
         recorded = self.store.record_decision(wire, event)
         if recorded:
             since = stamps.get("uploaded", stamps.get("ingested"))
@@ -271,6 +293,71 @@ class MatcherService:
         else:
             log.info("upload %s was decided meanwhile; this event is dropped", upload_id)
         return Outcome(event, recorded)
+
+    # --- approaches ------------------------------------------------------------
+
+    def _frames_of(self, door: str) -> int:
+        """Frames per approach the door is calibrated for (1 when unknown)."""
+        try:
+            policy = self.door(door)
+        except Exception:  # a broken policy decides nothing here: be strict
+            return 1
+        return policy.frames if policy is not None else 1
+
+    def _frame(self, request: MatchRequest, verdict: Verdict, stamps: dict[str, float]) -> Outcome:
+        assert request.door is not None and request.approach is not None
+        event, wire, now = self._event(
+            request.upload_id, request.door, request.camera, verdict, stamps, request.approach
+        )
+        began = stamps.get("uploaded", stamps.get("ingested", now))
+        status = self.store.record_frame(
+            wire,
+            event,
+            window_end=began + self.settings.approach_window_s,
+            now=now,
+            max_frames=self._frames_of(request.door),
+        )
+        if status is FrameStatus.DUPLICATE:
+            log.info("upload %s was decided meanwhile; this event is dropped", request.upload_id)
+            return Outcome(event, False, status)
+        log.info(
+            "door %s approach %s upload %s: %s %s (frame %s)",
+            request.door,
+            request.approach,
+            request.upload_id,
+            event.decision,
+            event.reason,
+            status,
+        )
+        self._forget_probe(request.upload_id)
+        try:
+            self.close_due()
+        except Exception:  # the sweeper closes it later
+            log.warning("closing due approaches failed; the sweeper retries", exc_info=True)
+        return Outcome(event, True, status)
+
+    def close_due(self) -> int:
+        """Publish the one DENY of every approach whose window ended
+        without a pass; how many this call closed."""
+        now = self.clock()
+        closed = 0
+        for state in self.store.due_approaches(now):
+            closed += self._close(state, now)
+        return closed
+
+    def _close(self, state: ApproachState, now: float) -> int:
+        event = closing_event(state, now, self.settings.event_ttl_s)
+        wire = sign_event(event, self.door_key(state.door))
+        if not self.store.record_approach_close(wire, event, state.key):
+            return 0
+        log.info(
+            "door %s approach %s: window closed after %d frame(s) without a pass: DENY %s",
+            state.door,
+            state.approach,
+            state.frames,
+            event.reason,
+        )
+        return 1
 
     def _forget_probe(self, upload_id: str) -> None:
         try:

@@ -14,6 +14,13 @@ class MatcherSettings(CommonSettings):
     margin: float = Field(0.0, ge=0.0, le=1.0, description="default identify margin")
     event_ttl_s: int = Field(30, ge=1, le=3600, description="an event's life at the lock")
     stream_maxlen: int = Field(10000, ge=100, le=10_000_000)
+    approach_window_s: float = Field(
+        3.0,
+        ge=0.2,
+        le=60.0,
+        description="an approach's frames count this long after its first upload; "
+        "then it gets one DENY unless a frame passed",
+    )
 
 
 __all__ = ["MatcherSettings"]
