@@ -107,6 +107,16 @@ def test_dir_at_fpir_by_hand() -> None:
     assert (d, t) == (1.0, 2.0)  # f fails the margin, g has no face: e is the first
 
 
+def test_a_probe_without_a_face_is_never_identified() -> None:
+    split = OpenSetSplit(
+        gallery=(np.array([F]),), gallery_labels=np.array([3]), mated=np.array([G]),
+        mated_person=np.array([0]), non_mated=np.array([A]),
+    )
+    sc = identification_scores(E, L, split)
+    assert sc.mated_right.tolist() == [False] and sc.mated_best[0] == math.inf
+    assert rate_at_threshold(sc, 10.0) == (1.0, 0.0)  # a (0.5 from f) is let in; g never
+
+
 def test_wrong_nearest_person_is_not_identified() -> None:
     # b enrolled as person 1's only template by mistake: a's probe goes to b's owner
     split = OpenSetSplit(

@@ -244,7 +244,8 @@ def _nearest_two(
     e: F64, valid: Bools, probes: I64, gallery: Sequence[I64], block: int = 1024
 ) -> tuple[F64, F64, I64]:
     """(best, second, best person) of each probe (min over each person's
-    templates; every person has the same number of templates)."""
+    templates; every person has the same number of templates); a probe
+    without a face has best ``inf`` and person -1."""
     m, people = probes.size, len(gallery)
     best = np.full(m, np.inf)
     second = np.full(m, np.inf)
@@ -267,6 +268,7 @@ def _nearest_two(
         d[~valid[idx]] = np.inf
         if people == 1:
             best[a : a + block] = d[:, 0]
+            who[a : a + block] = np.where(valid[idx], 0, -1)
             continue
         two = np.argpartition(d, 1, axis=1)[:, :2]
         vals = np.take_along_axis(d, two, axis=1)
@@ -276,7 +278,7 @@ def _nearest_two(
         best[a : a + block], second[a : a + block], who[a : a + block] = (
             vals[:, 0],
             vals[:, 1],
-            two[:, 0],
+            np.where(valid[idx], two[:, 0], -1),  # no face: nobody, never right
         )
     return best, second, who
 

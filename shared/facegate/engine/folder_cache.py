@@ -184,17 +184,24 @@ def engine_encode(engine: FaceEncoder, batch_size: int = 16) -> Encode:
 
     def encode(paths: Sequence[Path], tick: Progress | None) -> tuple[F32, list[str]]:
         encoded = encode_files(engine, list(paths), batch_size=batch_size, progress=tick)
-        rows = np.full((len(paths), engine.dimension), np.nan, dtype=np.float32)
+        found: list[F32 | None] = []
         problems: list[str] = []
-        for i, item in enumerate(encoded):
+        for item in encoded:
+            face = None
             if item.error or item.shape is None:
                 problems.append(item.error or f"{item.path}: unreadable")
-                continue
-            face = central_face(item.faces, item.shape)
-            if face is None:
-                problems.append(f"{item.path}: no face found")
             else:
-                rows[i] = face.encoding
+                face = central_face(item.faces, item.shape)
+                if face is None:
+                    problems.append(f"{item.path}: no face found")
+            found.append(None if face is None else face.encoding)
+        dim = getattr(engine, "dimension", None) or next(
+            (f.shape[0] for f in found if f is not None), 128
+        )
+        rows = np.full((len(paths), dim), np.nan, dtype=np.float32)
+        for i, enc in enumerate(found):
+            if enc is not None:
+                rows[i] = enc
         return rows, problems
 
     return encode
