@@ -132,3 +132,23 @@ def test_fixed_threshold_stays_fixed() -> None:
     assert door_threshold(fixed, gallery.add("x", unit_rows(1, 77))) == 0.6
     verify = DoorPolicy("front", DoorMode.VERIFY, frozenset({"*"}))
     assert door_threshold(verify, gallery, default_threshold=0.55) == 0.55
+
+
+def test_table_rows_by_hand() -> None:
+    from facegate.core.calibration_table import build_table, impostor_rows
+    from facegate.core.openset import PairSummary
+
+    # 1000 impostor pairs at distances 0.000, 0.001, ...: the rate under d is d
+    summary = PairSummary(np.array([0.1]), 1000, np.arange(501) / 1000.0, 0.5)
+    rows = impostor_rows(summary)
+    assert rows["measured_from"] == -2.0  # ten pairs: rate 1e-2
+    table = dict(zip(rows["log10_rate"], rows["distance"], strict=True))
+    assert table[-1.0] == pytest.approx(0.1) and table[-2.0] == pytest.approx(0.01)
+    assert all(np.diff(rows["distance"]) > 0)  # extrapolated below, still increasing
+    # a whole table from labelled points: a model that reads back
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(60), 3)
+    enc = rng.normal(size=(60, 8))[labels] + 0.1 * rng.normal(size=(180, 8))
+    model = DistanceModel.from_table(build_table(enc, labels, encoder="toy"))
+    assert set(model.genuine) == {1, 2} and model.encoder == "toy"
+    assert model.resident_rate(model.pair_threshold(1e-3), 2) > 0.9  # well separated

@@ -7,8 +7,8 @@ only); do not edit by hand. Read by :mod:`facegate.core.calibration`.
 from typing import Any
 
 TABLE: dict[str, Any] = {'encoder': 'dlib_resnet_v1-55533b28a95800a5+mirror+lm0.9_1_1.1+zoom1_1.06',
- 'source': 'lfw-view1: 4992 photos with a face of 4992, 3095 people, 12454344 impostor pairs, '
-           '3192 genuine pairs',
+ 'source': 'lfw-view1: 4992 photos, 4992 photos with a face, 3095 people, 12454344 impostor '
+           'pairs, 3192 genuine pairs',
  'impostor': {'log10_rate': [-9.0, -8.875, -8.75, -8.625, -8.5, -8.375, -8.25, -8.125, -8.0,
                              -7.875, -7.75, -7.625, -7.5, -7.375, -7.25, -7.125, -7.0, -6.875,
                              -6.75, -6.625, -6.5, -6.375, -6.25, -6.125, -6.0, -5.875, -5.75,
