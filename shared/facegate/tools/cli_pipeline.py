@@ -249,6 +249,7 @@ def cmd_log(args: argparse.Namespace) -> int:
             f"{when}  {event['decision']:<4} door={event['door']:<10} {event['reason']:<17} "
             f"person={event.get('person') or '-':<12} "
             f"d={'-' if distance is None else f'{distance:.3f}'}  upload={event['upload_id']}"
+            + (f"  approach={event['approach']}" if event.get("approach") else "")
         )
     return 0
 

@@ -1,12 +1,16 @@
 """``python -m facegate.tools.demo`` (``make demo``): the door story on real faces.
 
 Starts its own stack (Redis, SeaweedFS, ingest, one encoder, one matcher;
-ports 27300-27306, state in ``var/demo/``), then:
+ports ``--base-port`` .. +6, default 27300-27306, state in ``var/demo/``), then:
 
-1. configures two doors: ``front`` (badge + face, 1:1) and ``lobby`` (face
-   only, 1:K), and enrols two residents through the encoder (Barack Obama
-   from two photos, Joe Biden from one: photos from ``face_recognition``'s
-   sdist);
+1. configures three doors: ``front`` (badge + face, 1:1), ``lobby`` (face
+   only, 1:K, its threshold calibrated for its gallery: 0.1% of strangers'
+   approaches of up to 3 frames) and ``gym`` (face only with the fixed 1:1
+   threshold 0.6); enrols three residents through the encoder (Barack Obama
+   from two photos, Joe Biden from one: ``face_recognition``'s sdist; Grace
+   Hopper from one: matplotlib's sample data), after showing a mix-up being
+   refused; prints what each door promises (``facegate doors list``) and
+   what the lobby's threshold would be at building scale;
 2. a camera uploads snapshots through presigned PUTs; for each one the demo,
    acting as the door's lock, prints the signed event it received and
    verified, with the upload-to-event latency:
@@ -18,6 +22,10 @@ ports 27300-27306, state in ``var/demo/``), then:
    - the same unknown person at ``lobby``                  -> DENY unknown_person
    - a picture without a face                              -> DENY no_face
    - a truncated JPEG                                      -> DENY bad_image
+   - an approach of 3 frames (stranger, resident, resident) at ``lobby``
+                                                           -> one OPEN
+   - an approach of 2 frames of the stranger at ``lobby``  -> one DENY when
+     the approach's window closes
 
 3. shows the lock refusing a tampered copy and a replay of a real event;
 4. stops the stack (``--keep`` leaves it running).
@@ -35,6 +43,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from facegate.tools.devstack import ROOT, Stack, StackConfig
 
@@ -78,10 +87,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", action="store_true", help="leave the demo stack running")
     parser.add_argument("--state-dir", type=Path, default=DEMO_STATE)
+    parser.add_argument("--base-port", type=int, default=DEMO_BASE_PORT,
+                        help=f"first of the 7 ports the demo stack uses ({DEMO_BASE_PORT})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from facegate.tools.samples import astronaut_path, sample_faces_dir
+    from facegate.tools.samples import astronaut_path, grace_hopper_path, sample_faces_dir
 
     print("facegate demo: fetching real face photos (cached after the first run)")
     faces = sample_faces_dir()
@@ -91,12 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         "obama3.jpg": (faces / "obama3.jpg").read_bytes(),
         "biden.jpg": (faces / "biden.jpg").read_bytes(),
         "astronaut.png": astronaut_path().read_bytes(),
+        "grace_hopper.jpg": grace_hopper_path().read_bytes(),
         "landscape.jpg": no_face_picture(),
     }
     photos["truncated.jpg"] = photos["obama3.jpg"][: len(photos["obama3.jpg"]) // 3]
 
     stack = Stack(
-        StackConfig.for_tests(DEMO_BASE_PORT, state_dir=args.state_dir, ready_timeout_s=300.0)
+        StackConfig.for_tests(args.base_port, state_dir=args.state_dir, ready_timeout_s=300.0)
     )
     print(f"starting the stack (Redis, SeaweedFS, ingest, encoder, matcher) in {stack.state_dir}")
     t0 = time.monotonic()
@@ -147,13 +159,18 @@ def run_story(stack: Stack, photos: dict[str, bytes]) -> bool:
 
     print("== doors")
     admin.set_door(DoorPolicy("front", DoorMode.VERIFY, frozenset(), THRESHOLD))
-    admin.set_door(DoorPolicy("lobby", DoorMode.IDENTIFY, frozenset({"*"}), THRESHOLD))
-    print("front: badge + face (1:1), lobby: face only (1:K), threshold 0.6")
+    admin.set_door(DoorPolicy("lobby", DoorMode.IDENTIFY, frozenset({"*"}), frames=3))
+    admin.set_door(DoorPolicy("gym", DoorMode.IDENTIFY, frozenset({"*"}), THRESHOLD))
+    print("front: badge + face (1:1, threshold 0.6); lobby: face only (1:K), threshold "
+          "calibrated for 0.1% of strangers' approaches of up to 3 frames; gym: face only "
+          "with the fixed threshold 0.6")
     print("\n== enrolling residents (through the encoder)")
-    for person, names in (("obama", ["obama.jpg", "obama2.jpg"]), ("biden", ["biden.jpg"])):
-        result = admin.enroll(person, [(n, photos[n]) for n in names], doors=["front"])
-        print(f"{person}: {len(result.templates)} template(s) from {', '.join(names)}; "
-              f"allowed at {', '.join(result.doors)}")
+    enrol_story(admin, photos)
+    print("\n== what each door promises (facegate doors list)")
+    from facegate.tools.cli_report import doors_list_lines
+
+    print("\n".join(doors_list_lines(store, env)))
+    building_scale()
 
     cases = [
         Case("resident with his badge", "front", "obama3.jpg", "obama", ("OPEN", "granted")),
@@ -163,6 +180,8 @@ def run_story(stack: Stack, photos: dict[str, bytes]) -> bool:
         Case("unknown person", "lobby", "astronaut.png", None, ("DENY", "unknown_person")),
         Case("picture without a face", "lobby", "landscape.jpg", None, ("DENY", "no_face")),
         Case("truncated JPEG", "front", "truncated.jpg", "biden", ("DENY", "bad_image")),
+        Case("resident, no badge, fixed-threshold door", "gym", "obama3.jpg", None,
+             ("OPEN", "granted")),
     ]
     print("\n== at the doors (each line: the event as the lock received and verified it)")
     all_ok = True
@@ -213,14 +232,90 @@ def run_story(stack: Stack, photos: dict[str, bytes]) -> bool:
             verdict = f"rejected: {item.rejected}" if item.rejected else "ACCEPTED (bad!)"
             print(f"   {label:<30} -> {verdict}")
             all_ok &= item.rejected is not None
-    print("\n== decision log (facegate log)")
-    for _, wire in reversed(store.read_log(None, count=len(cases))):
+    print("\n== several frames of one approach at lobby (the lock hears one event each)")
+    for title, frames, expect in (
+        ("stranger, then the resident twice", ["astronaut.png", "obama3.jpg", "obama3.jpg"],
+         ("OPEN", "granted")),
+        ("the stranger, twice (DENY when the window closes)", ["astronaut.png", "astronaut.png"],
+         ("DENY", "unknown_person")),
+    ):
+        outcome = approach_story(client, camera, settings, photos, frames)
+        mark = "ok" if outcome == expect else f"UNEXPECTED (wanted {' '.join(expect)})"
+        print(f"-- {title}: {' '.join(outcome)}  [{mark}]")
+        all_ok &= outcome == expect
+
+    print("\n== decision log (facegate log; frames of approaches included)")
+    for _, wire in reversed(store.read_log(None, count=len(cases) + 7)):
         e = json.loads(wire)["event"]
-        print(f"   {e['decision']:<4} {e['door']:<6} {e['reason']:<16} person={e['person']}")
+        approach = f"  approach {e['approach'][:8]}" if e.get("approach") else ""
+        print(f"   {e['decision']:<4} {e['door']:<6} {e['reason']:<16} person="
+              f"{e['person'] or '-':<8}{approach}")
     print("\n" + ("every decision was the expected one" if all_ok else "SOME DECISIONS WERE WRONG"))
     client.close()
     store.close()
     return all_ok
+
+
+def enrol_story(admin: Any, photos: dict[str, bytes]) -> None:
+    """The residents, after a mix-up refused with its reason."""
+    from facegate.core.errors import EnrolmentError
+
+    for person, names in (("obama", ["obama.jpg", "obama2.jpg"]), ("biden", ["biden.jpg"])):
+        result = admin.enroll(person, [(n, photos[n]) for n in names], doors=["front"])
+        print(f"{person}: {len(result.templates)} template(s) from {', '.join(names)}; "
+              f"allowed at {', '.join(result.doors)}")
+    try:
+        admin.enroll("hopper", [(n, photos[n]) for n in ("grace_hopper.jpg", "obama3.jpg")])
+        print("hopper with a photo of obama: ENROLLED (bad!)")
+    except EnrolmentError as exc:
+        print(f"hopper with a photo of obama mixed in: refused: {exc}")
+    result = admin.enroll("hopper", [("grace_hopper.jpg", photos["grace_hopper.jpg"])])
+    print(f"hopper: {len(result.templates)} template(s) from grace_hopper.jpg "
+          f"(one photo: more would let her in more often, see below)")
+
+
+def building_scale() -> None:
+    """The lobby's threshold if the building had more residents (engine table)."""
+    from facegate.core.calibration import default_model, identify_threshold
+
+    model = default_model()
+    print("\n   the same lobby at building scale (facegate calibrate --people P --templates 2 "
+          "--frames 3):")
+    for people in (10, 100, 1000):
+        t = identify_threshold(2, people=people, frames=3)
+        print(f"   {people:>5} residents: threshold {t:.3f}, residents let in about "
+              f"{100 * model.resident_rate(t, 2):.0f}% per frame")
+
+
+def approach_story(
+    client: Any, camera: Any, settings: Any, photos: dict[str, bytes], frames: list[str]
+) -> tuple[str, str]:
+    """Send ``frames`` as one approach at lobby; the (decision, reason) of
+    the one event the lock hears for it."""
+    from facegate.clients.lock import DoorListener
+    from facegate.core.signing import derive_door_key
+
+    key = derive_door_key(settings.signing_secret.get_secret_value(), "lobby")
+    listener = DoorListener(client, "lobby", key)
+    sent: dict[str, str] = {}
+
+    started: list[float] = []
+
+    def upload() -> None:
+        started.append(time.monotonic())
+        burst = camera.burst("lobby", "cam1", [photos[f] for f in frames])
+        sent["approach"] = burst.approach
+
+    for item in listener.listen(timeout_s=60.0, on_subscribed=upload):
+        event = item.event
+        if event is not None and event.approach == sent.get("approach"):
+            ms = 1000 * (time.monotonic() - started[0])
+            d = "-" if event.distance is None else f"{event.distance:.3f}"
+            print(f"   {event.decision.value:<4} {event.reason.value:<16} person="
+                  f"{event.person or '-':<8} d={d}  {len(frames)} frames sent -> one event "
+                  f"{ms:.0f} ms after the first upload")
+            return event.decision.value, event.reason.value
+    return "none", "no event"
 
 
 if __name__ == "__main__":
