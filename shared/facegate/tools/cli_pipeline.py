@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from facegate.core.calibration import DEFAULT_STRANGER_RATE
+from facegate.core.calibration import DEFAULT_MARGIN, DEFAULT_STRANGER_RATE
 from facegate.core.errors import ConfigError
 from facegate.tools.cli_report import doors_list_lines, enrol_advice
 
@@ -290,8 +290,9 @@ def register(sub: Any) -> None:
     add.add_argument("--threshold", type=float,
                      help="fixed distance threshold (default: identify doors are calibrated "
                      "for their gallery, verify doors use FACEGATE_THRESHOLD)")
-    add.add_argument("--margin", type=float, default=0.0,
-                     help="identify: best person must beat the second by this much (0)")
+    add.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                     help="identify: best person must beat the second by this much "
+                     f"({DEFAULT_MARGIN:g}, chosen by measurement)")
     add.add_argument("--stranger-rate", type=float, default=DEFAULT_STRANGER_RATE,
                      metavar="RATE", help="identify: strangers let in per approach (1e-3)")
     add.add_argument("--frames", type=int, default=1,

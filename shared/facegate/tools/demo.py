@@ -144,6 +144,7 @@ def run_story(stack: Stack, photos: dict[str, bytes]) -> bool:
     from facegate.clients.admin import Admin
     from facegate.clients.camera import CameraClient
     from facegate.clients.lock import DoorListener
+    from facegate.core.calibration import DEFAULT_MARGIN
     from facegate.core.policy import DoorMode, DoorPolicy
     from facegate.core.signing import derive_door_key
     from facegate.runtime.settings import CommonSettings
@@ -159,11 +160,13 @@ def run_story(stack: Stack, photos: dict[str, bytes]) -> bool:
 
     print("== doors")
     admin.set_door(DoorPolicy("front", DoorMode.VERIFY, frozenset(), THRESHOLD))
-    admin.set_door(DoorPolicy("lobby", DoorMode.IDENTIFY, frozenset({"*"}), frames=3))
+    admin.set_door(
+        DoorPolicy("lobby", DoorMode.IDENTIFY, frozenset({"*"}), margin=DEFAULT_MARGIN, frames=3)
+    )
     admin.set_door(DoorPolicy("gym", DoorMode.IDENTIFY, frozenset({"*"}), THRESHOLD))
     print("front: badge + face (1:1, threshold 0.6); lobby: face only (1:K), threshold "
-          "calibrated for 0.1% of strangers' approaches of up to 3 frames; gym: face only "
-          "with the fixed threshold 0.6")
+          "calibrated for 0.1% of strangers' approaches of up to 3 frames, margin 0.1; gym: "
+          "face only with the fixed threshold 0.6 and no margin")
     print("\n== enrolling residents (through the encoder)")
     enrol_story(admin, photos)
     print("\n== what each door promises (facegate doors list)")
