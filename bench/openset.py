@@ -316,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         splits, draws, id_draws = (2, {10: 50, 100: 20, 1000: 5}, 3)
     if args.smoke:
-        splits, draws, id_draws = (1, {10: 2, 100: 1, 1000: 1}, 1)
+        splits, draws, id_draws = (1, {10: 20, 100: 2, 1000: 1}, 1)
     sizes = [10, 100, 1000] if not args.smoke else [10]
     result: dict[str, Any] = {"machine": facts, "images": str(args.images), "open_set": {}}
     pipelines = [("ours", ours)]
