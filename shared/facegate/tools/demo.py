@@ -272,9 +272,13 @@ def enrol_story(admin: Any, photos: dict[str, bytes]) -> None:
         print("hopper with a photo of obama: ENROLLED (bad!)")
     except EnrolmentError as exc:
         print(f"hopper with a photo of obama mixed in: refused: {exc}")
+    from facegate.tools.cli_report import enrol_advice
+
     result = admin.enroll("hopper", [("grace_hopper.jpg", photos["grace_hopper.jpg"])])
-    print(f"hopper: {len(result.templates)} template(s) from grace_hopper.jpg "
-          f"(one photo: more would let her in more often, see below)")
+    print(f"hopper: {len(result.templates)} template(s) from grace_hopper.jpg; "
+          f"{result.total_templates} photo(s) in all")
+    for line in enrol_advice(admin.store, "hopper", {}):
+        print(line)
 
 
 def building_scale() -> None:
