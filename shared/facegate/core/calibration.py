@@ -21,6 +21,16 @@ photos of one person overlap (1.6x for 2), where the formula then
 overestimates the acceptance, which errs on the side of shutting strangers
 out. The check on held-out people is in BENCHMARKS.md.
 
+Why a table measured once rather than the enrolled gallery itself: the
+pair rates a door needs are tiny (1e-4 at 10 people, 1e-6 at 1,000 for
+0.1% of strangers) and a gallery cannot resolve them (10 people give 45
+pairs of people, 1,000 give half a million, a resolution of 2e-6 at best,
+and the residents are not the strangers); the table is the same for every
+matcher, so every matcher computes the same threshold, and recomputing it
+costs nothing. What it cannot see is a population unlike LFW's (people who
+resemble each other more): the check on held-out people in BENCHMARKS.md
+shows the spread between populations of 1,550 people.
+
 ``F`` comes from :mod:`facegate.core.impostor_table`, measured on LFW View 1
 with the engine's own encodings by ``scripts/impostor_table.py`` (every
 impostor pair: 12.4 million; below a rate of about 1e-6, where fewer than

@@ -224,8 +224,11 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_people(args: argparse.Namespace) -> int:
-    for person in _ctx().store.people():
-        print(person)
+    _, templates = _ctx().store.templates_snapshot()
+    for person in sorted(templates):
+        count = len(templates[person])
+        more = "" if count >= 3 else "  (more photos let them in more often: facegate enroll)"
+        print(f"{person:<24} {count} photo(s){more}")
     return 0
 
 
