@@ -3,23 +3,26 @@
 Run against the in-memory fake in the unit tier
 (``tests/unit/test_memory_store.py``) and against real Redis in the
 integration tier (``tests/integration/test_redis_store.py``): subclass
-:class:`StoreContract` and provide a ``store`` fixture (an empty store).
+:class:`StoreContract` and provide a ``store`` fixture (an empty store) and
+a ``heard`` fixture (what was published on a door's channel).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pytest
 
-from facegate.adapters.store import Store
+from facegate.adapters.store import FrameRecorded, FrameStatus, Store
 from facegate.core import keys
 from facegate.core.errors import BadMessageError
-from facegate.core.event_verify import ReplayGuard, verify_event
+from facegate.core.event_verify import EventRejected, ReplayGuard, signed_message, verify_event
 from facegate.core.ids import stream_id_key
 from facegate.core.messages import Decision, DoorEvent, Reason
 from facegate.core.policy import DoorMode, DoorPolicy
@@ -50,8 +53,184 @@ def event(upload_id: str = UID, door: str = "front", **over: Any) -> DoorEvent:
     return DoorEvent(**fields)
 
 
+APPROACH = "fedcba9876543210fedcba9876543210"
+WINDOW_END = 1000.5
+
+Heard = Callable[[str], list[bytes]]
+"""``heard(door)``: every wire published on the door's channel so far, in
+order (each subclass provides the ``heard`` fixture: the fake's
+``published``, a real subscriber on Redis)."""
+
+
+def frame(decision: Decision = Decision.DENY, distance: float | None = None) -> DoorEvent:
+    """One frame of APPROACH at door front, camera cam."""
+    if decision is Decision.OPEN:
+        return event(
+            upload_id=keys.new_upload_id(),
+            decision=Decision.OPEN,
+            reason=Reason.GRANTED,
+            person="alice",
+            distance=distance,
+            approach=APPROACH,
+        )
+    reason = Reason.UNKNOWN_PERSON if distance is not None else Reason.NO_FACE
+    return event(
+        upload_id=keys.new_upload_id(), reason=reason, distance=distance, approach=APPROACH
+    )
+
+
+def record(store: Store, ev: DoorEvent, now: float = 999.0, max_frames: int = 3) -> FrameRecorded:
+    return store.record_frame(ev, sign, window_end=WINDOW_END, now=now, max_frames=max_frames)
+
+
+def closing(upload_id: str) -> DoorEvent:
+    return event(upload_id=upload_id, reason=Reason.UNKNOWN_PERSON, approach=APPROACH,
+                 issued_at=1001.0, expires_at=1031.0)
+
+
+def lock_check(wire: bytes, stream_id: str | None = None) -> DoorEvent:
+    """What a lock of door front makes of ``wire`` (raises EventRejected)."""
+    return verify_event(wire, SIGNERS["front"].public_key, "front", now=1001.0,
+                        stream_id=stream_id, guard=ReplayGuard())
+
+
 class StoreContract:
-    """Subclasses provide the ``store`` fixture."""
+    """Subclasses provide the ``store`` and ``heard`` fixtures."""
+
+    def test_approach_first_open_only_reaches_the_door(self, store: Store, heard: Heard) -> None:
+        miss, hit, again = frame(), frame(Decision.OPEN, 0.3), frame(Decision.OPEN, 0.2)
+        assert record(store, miss).status is FrameStatus.RECORDED
+        assert store.read_log("front") == [] and heard("front") == []  # not a door event
+        opened = record(store, hit)
+        assert opened.status is FrameStatus.OPENED and opened.published
+        assert opened.event == replace(hit, stream_id=opened.event.stream_id)
+        assert record(store, again).status is FrameStatus.CONCLUDED
+        assert record(store, hit).status is FrameStatus.DUPLICATE  # redelivered frame
+        # the one door event: signed with the id of its entry, the same bytes
+        # in the stream, on the channel and as the upload's decision
+        ((entry_id, wire),) = store.events_since("front")
+        assert wire == opened.wire and heard("front") == [opened.wire]
+        assert store.get_decision(hit.upload_id) == opened.wire
+        assert lock_check(wire, entry_id).stream_id == entry_id == opened.event.stream_id
+        assert stream_id_key(entry_id) == (1_000_000, 0)  # its issue time, as any decision
+        assert len(store.read_log(None)) == 3  # every frame audited once
+
+    def test_frames_that_do_not_open_are_audited_without_a_stream_id(self, store: Store) -> None:
+        first, hit, late = frame(distance=0.7), frame(Decision.OPEN, 0.3), frame(Decision.OPEN)
+        kept = [record(store, first), record(store, hit), record(store, late)]
+        assert [k.status for k in kept] == [
+            FrameStatus.RECORDED, FrameStatus.OPENED, FrameStatus.CONCLUDED]
+        audit = [w for _, w in reversed(store.read_log(None))]
+        assert audit == [k.wire for k in kept]  # the audit entry is the decision record
+        for k, ev in ((kept[0], first), (kept[2], late)):
+            assert k.event == ev and k.event.stream_id is None
+            assert store.get_decision(ev.upload_id) == k.wire
+            with pytest.raises(EventRejected) as refused:  # signed, but no lock takes it
+                lock_check(k.wire)
+            assert refused.value.reason == "malformed"
+            assert SIGNERS["front"].public_key.verify(  # an auditor can still check it
+                bytes.fromhex(json.loads(k.wire)["sig"]),
+                signed_message(SIGNERS["front"].kid, json.loads(k.wire)["event"]),
+            )
+
+    def test_approach_closes_with_one_deny(self, store: Store, heard: Heard) -> None:
+        far, near, blank = frame(distance=0.8), frame(distance=0.55), frame()
+        for ev in (far, near, blank):
+            assert record(store, ev).status is FrameStatus.RECORDED
+        assert store.due_approaches(now=WINDOW_END - 0.5) == []
+        (due,) = store.due_approaches(now=WINDOW_END)
+        assert (due.door, due.camera, due.approach, due.frames) == ("front", "cam", APPROACH, 3)
+        assert (due.upload_id, due.distance, due.reason) == (near.upload_id, 0.55, "unknown_person")
+        closed = store.record_approach_close(closing(near.upload_id), sign, due.key)
+        assert closed is not None
+        assert store.record_approach_close(closing(near.upload_id), sign, due.key) is None
+        ((entry_id, wire),) = store.events_since("front")
+        assert wire == closed.wire and heard("front") == [closed.wire]
+        deny = lock_check(wire, entry_id)
+        assert (deny.decision, deny.approach, deny.stream_id) == (Decision.DENY, APPROACH, entry_id)
+        assert stream_id_key(entry_id) == (1_001_000, 0)
+        assert store.due_approaches(now=5000.0) == []
+        # a frame decided after the close is audited, never published
+        assert record(store, frame(Decision.OPEN, 0.1)).status is FrameStatus.CONCLUDED
+        assert len(store.read_log("front")) == 1 and len(store.read_log(None)) == 5
+        assert heard("front") == [closed.wire]
+
+    def test_approach_events_and_decisions_share_the_door_stream(
+        self, store: Store, heard: Heard
+    ) -> None:
+        """Issued in the same millisecond: each is signed again above the last id."""
+        single = store.record_decision(event(upload_id=keys.new_upload_id()), sign)
+        first = record(store, frame())
+        store.record_frame(  # a second approach, its window already over
+            replace(frame(), approach="ab" * 16), sign, window_end=WINDOW_END, now=WINDOW_END,
+            max_frames=3)
+        opened = record(store, frame(Decision.OPEN, 0.2))
+        (due,) = store.due_approaches(now=WINDOW_END)
+        closed = store.record_approach_close(
+            replace(closing(due.upload_id), issued_at=1000.0, expires_at=1030.0), sign, due.key)
+        assert single is not None and closed is not None and first.event.stream_id is None
+        entries = store.events_since("front")
+        assert [sid for sid, _ in entries] == ["1000000-0", "1000000-1", "1000000-2"]
+        assert [w for _, w in entries] == [single.wire, opened.wire, closed.wire]
+        assert heard("front") == [single.wire, opened.wire, closed.wire]
+        for sid, wire in entries:
+            assert lock_check(wire, sid).stream_id == sid
+
+    def test_approach_late_and_over_frames_cannot_open(self, store: Store, heard: Heard) -> None:
+        assert record(store, frame(), max_frames=1).status is FrameStatus.RECORDED
+        assert record(store, frame(Decision.OPEN, 0.2), max_frames=1).status is FrameStatus.OVER
+        late = frame(Decision.OPEN, 0.2)
+        assert record(store, late, now=WINDOW_END + 1, max_frames=1).status is FrameStatus.LATE
+        assert store.read_log("front") == [] and heard("front") == []
+        (due,) = store.due_approaches(now=WINDOW_END)
+        assert due.frames == 3
+
+    def test_approach_window_is_the_earliest_proposed(self, store: Store) -> None:
+        store.record_frame(frame(), sign, window_end=1005.0, now=999.0, max_frames=3)
+        assert store.due_approaches(now=1002.0) == []
+        store.record_frame(frame(), sign, window_end=1001.0, now=999.0, max_frames=3)
+        (due,) = store.due_approaches(now=1002.0)
+        assert due.window_end == 1001.0
+
+    def test_approach_racing_frames_one_open(self, store: Store, heard: Heard) -> None:
+        barrier = threading.Barrier(6)
+        results: list[FrameRecorded] = []
+
+        def race() -> None:
+            ev = frame(Decision.OPEN, 0.3)
+            barrier.wait()
+            results.append(store.record_frame(ev, sign, window_end=WINDOW_END, now=999.0,
+                                              max_frames=10))
+
+        threads = [threading.Thread(target=race) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        statuses = sorted(r.status for r in results)
+        assert statuses == [FrameStatus.CONCLUDED] * 5 + [FrameStatus.OPENED]
+        (opened,) = [r for r in results if r.published]
+        assert [w for _, w in store.events_since("front")] == [opened.wire] == heard("front")
+        assert len(store.read_log(None)) == 6
+
+    def test_approach_racing_closers_one_deny(self, store: Store, heard: Heard) -> None:
+        record(store, frame(distance=0.7))
+        (due,) = store.due_approaches(now=WINDOW_END)
+        results: list[bool] = []
+        barrier = threading.Barrier(6)
+
+        def race() -> None:
+            close = closing(due.upload_id)
+            barrier.wait()
+            results.append(store.record_approach_close(close, sign, due.key) is not None)
+
+        threads = [threading.Thread(target=race) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results) == [False] * 5 + [True]
+        assert len(store.read_log("front")) == 1 and len(heard("front")) == 1
 
     def test_probe_round_trip(self, store: Store) -> None:
         enc = np.random.default_rng(0).normal(size=(2, 128)).astype(np.float32)

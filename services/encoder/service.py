@@ -277,6 +277,7 @@ class EncoderService:
             error=error,
             model_id=model_id,
             stamps=stamps,
+            approach=request.approach,
         )
         try:
             self.send_match(match)

@@ -48,6 +48,7 @@ def give_up(app: EncoderApp, request: EncodeRequest, why: str) -> None:
             badge=request.badge,
             model_id=engine.model_id,
             stamps=request.stamps,
+            approach=request.approach,
         )
     )
 

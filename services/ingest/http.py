@@ -197,13 +197,16 @@ class IngestHandler(BaseHTTPRequestHandler):
             camera = data.get("camera")
             badge = data.get("badge")
             ext = data.get("ext", "jpg")
+            approach = data.get("approach")
+            if approach is not None and not isinstance(approach, str):
+                raise HttpError(HTTPStatus.BAD_REQUEST, "bad_request", "approach must be a string")
             if not isinstance(camera, str) or not camera:
                 raise HttpError(HTTPStatus.BAD_REQUEST, "bad_request", "camera is required")
             if badge is not None and not isinstance(badge, str):
                 raise HttpError(HTTPStatus.BAD_REQUEST, "bad_request", "badge must be a string")
             if not isinstance(ext, str):
                 raise HttpError(HTTPStatus.BAD_REQUEST, "bad_request", "ext must be a string")
-            result = self.app.presign(door, camera, badge or None, token, ext)
+            result = self.app.presign(door, camera, badge or None, token, ext, approach or None)
             return HTTPStatus.OK, {
                 "upload_id": result.upload_id,
                 "key": result.key,
@@ -218,7 +221,13 @@ class IngestHandler(BaseHTTPRequestHandler):
         self.app.check_camera_token(token)
         body = self._body(self.app.settings.max_upload_bytes)
         uploaded = self.app.upload(
-            door, camera, badge, body, self.headers.get("Content-Type"), token
+            door,
+            camera,
+            badge,
+            body,
+            self.headers.get("Content-Type"),
+            token,
+            _one(query, "approach"),
         )
         return HTTPStatus.CREATED, {"upload_id": uploaded.upload_id, "key": uploaded.key}
 

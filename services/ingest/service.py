@@ -165,14 +165,23 @@ class IngestApp:
         return {"status": "ok", "bucket": self.settings.bucket}
 
     def presign(
-        self, door: str, camera: str, badge: str | None, token: str | None, ext: str = "jpg"
+        self,
+        door: str,
+        camera: str,
+        badge: str | None,
+        token: str | None,
+        ext: str = "jpg",
+        approach: str | None = None,
     ) -> Presigned:
-        """A presigned PUT URL for one fresh key, with the badge claim stored."""
+        """A presigned PUT URL for one fresh key, with the badge claim stored
+        (and the approach the frame belongs to, when given)."""
         self.check_camera_token(token)
         upload_id = keys.new_upload_id()
         key = keys.upload_object_key(door, camera, upload_id, ext)
         if badge is not None:
             keys.check_person(badge)
+        if approach is not None:
+            keys.check_upload_id(approach)
         expires = self.settings.presign_expiry_s
         url = self.store.presigned_put(
             key, expires, public_endpoint=self.settings.s3_public_endpoint
@@ -184,6 +193,7 @@ class IngestApp:
             camera=camera,
             badge=badge,
             ttl_s=expires + CLAIM_GRACE_S,
+            approach=approach,
         )
         log.info("presigned %s (door %s, camera %s)", key, door, camera)
         return Presigned(upload_id, key, url, expires)
@@ -196,6 +206,7 @@ class IngestApp:
         data: bytes,
         content_type: str | None,
         token: str | None,
+        approach: str | None = None,
     ) -> Uploaded:
         """Store the bytes under a fresh key and enqueue them (the store's own
         webhook for that object is then a duplicate)."""
@@ -208,6 +219,8 @@ class IngestApp:
             )
         if badge is not None:
             keys.check_person(badge)
+        if approach is not None:
+            keys.check_upload_id(approach)
         upload_id = keys.new_upload_id()
         key = keys.upload_object_key(door, camera, upload_id, ext_for(content_type))
         self.claims.put_claim(
@@ -218,6 +231,7 @@ class IngestApp:
             badge=badge,
             ttl_s=self.settings.presign_expiry_s + CLAIM_GRACE_S,
             direct=True,  # enqueued here: the store's webhook for it is a duplicate
+            approach=approach,
         )
         ctype = (content_type or "application/octet-stream").split(";", 1)[0].strip()
         self.store.put(key, data, ctype or "application/octet-stream")
@@ -282,6 +296,7 @@ class IngestApp:
             camera=camera,
             badge=badge,
             stamps={"uploaded": uploaded, "ingested": self.clock()},
+            approach=claim.approach if claim is not None else None,
         )
         try:
             self.enqueue(request)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from facegate.adapters.redis_store import RedisStore
+from services.matcher.approaches import Sweeper
 from services.matcher.service import MatcherService
 from services.matcher.settings import MatcherSettings
 
@@ -18,12 +19,16 @@ class MatcherApp:
     settings: MatcherSettings
     store: RedisStore
     service: MatcherService
+    sweeper: Sweeper
 
     def close(self) -> None:
+        self.sweeper.stop()
         self.store.close()
 
 
 def build(settings: MatcherSettings) -> MatcherApp:
-    """Wire Redis and the service (nothing connects until first used)."""
+    """Wire Redis, the service and its approach sweeper (nothing connects
+    until first used; the sweeper starts when the worker is ready)."""
     store = RedisStore.from_url(settings.redis_url, stream_maxlen=settings.stream_maxlen)
-    return MatcherApp(settings=settings, store=store, service=MatcherService(settings, store))
+    service = MatcherService(settings, store)
+    return MatcherApp(settings, store, service, Sweeper(service.close_due))

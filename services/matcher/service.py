@@ -14,6 +14,19 @@ For each :class:`~facegate.core.messages.MatchRequest` (kind ``access``):
    :meth:`RedisStore.record_decision` (exactly-once gate: a second delivery,
    even racing on another worker, changes nothing).
 
+A frame of an *approach* (``request.approach``: several snapshots of one
+passage) is recorded exactly once and always in the audit stream, but
+reaches the door only as the approach's first OPEN, while the approach is
+open (``store.record_frame``): the door hears at most one OPEN per
+approach, signed with its stream id like any door event; a frame that does
+not open is recorded signed without a stream id, which no lock accepts. An
+approach whose window (``FACEGATE_APPROACH_WINDOW_S`` from its first
+frame's upload) ends without a pass gets one DENY, a door event too, from
+:meth:`MatcherService.close_due`, which every matcher runs after each frame
+and on a timer (:class:`services.matcher.approaches.Sweeper`), so a dead
+matcher's approaches are closed by the others. How the store gives each
+door event its stream id and signature: :mod:`facegate.adapters.recording`.
+
 Safe by default: any exception in steps 2-4 (corrupt data, a bug) becomes
 ``DENY internal_error``, which is still recorded and published, so the door
 hears an answer. Transient errors (Redis unavailable) propagate so the Celery
@@ -31,13 +44,20 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from facegate.adapters.store import MatcherStore
+from facegate.adapters.store import ApproachState, FrameStatus, MatcherStore
 from facegate.core.errors import TransientError
 from facegate.core.keys import new_upload_id
 from facegate.core.matching import Gallery
 from facegate.core.messages import DoorEvent, MatchRequest, Reason, UploadKind
-from facegate.core.policy import DoorPolicy, Verdict, decide
+from facegate.core.policy import (
+    DoorPolicy,
+    Verdict,
+    allowed_template_counts,
+    decide,
+    door_threshold,
+)
 from facegate.core.signing import DoorSigner
+from services.matcher.approaches import closing_event
 from services.matcher.settings import MatcherSettings
 
 log = logging.getLogger(__name__)
@@ -52,6 +72,8 @@ class Outcome:
 
     event: DoorEvent | None
     recorded: bool
+    frame: FrameStatus | None = None
+    """For a frame of an approach: what recording it did."""
 
 
 class MatcherService:
@@ -73,6 +95,7 @@ class MatcherService:
         self._doors: dict[str, DoorPolicy | None] = {}
         self._key_versions: dict[str, int] = {}
         self._signers: dict[tuple[str, int], DoorSigner] = {}
+        self._thresholds: dict[tuple[str, str], float] = {}
 
     # --- cached state -----------------------------------------------------------
 
@@ -85,6 +108,7 @@ class MatcherService:
                 self._galleries.clear()
                 self._doors.clear()
                 self._key_versions.clear()
+                self._thresholds.clear()
                 self._version = version
 
     def gallery(self, model_id: str, dim: int) -> Gallery:
@@ -118,6 +142,31 @@ class MatcherService:
         with self._lock:
             self._doors[door] = policy
         return policy
+
+    def threshold(self, policy: DoorPolicy, gallery: Gallery, model_id: str) -> float:
+        """The door's threshold with this gallery (calibrated ones are
+        recomputed once per gallery version: enrol, revoke, door change)."""
+        key = (policy.door, model_id)
+        with self._lock:
+            cached = self._thresholds.get(key)
+        if cached is not None:
+            return cached
+        value = door_threshold(policy, gallery, default_threshold=self.settings.threshold)
+        if policy.calibrated:
+            counts = allowed_template_counts(policy, gallery)
+            log.info(
+                "door %s: threshold %.4f calibrated for %d people (%d templates), "
+                "%d frame(s) per approach, %g strangers per approach",
+                policy.door,
+                value,
+                len(counts),
+                sum(counts),
+                policy.frames,
+                policy.stranger_rate,
+            )
+        with self._lock:
+            self._thresholds[key] = value
+        return value
 
     def signer(self, door: str) -> DoorSigner:
         """The door's current private key (its version is cached like the
@@ -164,12 +213,22 @@ class MatcherService:
         self._refresh()
         policy = self.door(request.door)
         probe, model_id = self._probe(request)
+        threshold = None
         if policy is None or probe.shape[0] != 1:
             # decided without comparing: no gallery needed
             gallery = Gallery.empty(int(probe.shape[1]))
         else:
             gallery = self.gallery(model_id, int(probe.shape[1]))
-        return decide(policy, request, probe, gallery, now, deadline_s=self.settings.deadline_s)
+            threshold = self.threshold(policy, gallery, model_id)
+        return decide(
+            policy,
+            request,
+            probe,
+            gallery,
+            now,
+            deadline_s=self.settings.deadline_s,
+            threshold=threshold,
+        )
 
     def handle(self, request: MatchRequest) -> Outcome:
         """Decide one upload and record its event (exactly once)."""
@@ -189,7 +248,7 @@ class MatcherService:
             verdict = Verdict.deny(Reason.INTERNAL_ERROR)
         stamps = dict(request.stamps)
         stamps["match_start"] = started
-        return self._publish(request.upload_id, request.door, request.camera, verdict, stamps)
+        return self._publish(request, verdict, stamps)
 
     def deny(self, request: MatchRequest, reason: Reason = Reason.INTERNAL_ERROR) -> Outcome:
         """Record a DENY for ``request`` without deciding (an undecodable
@@ -197,19 +256,18 @@ class MatcherService:
         if request.door is None:
             log.warning("cannot deny upload %s: no door", request.upload_id)
             return Outcome(None, False)
-        verdict = Verdict.deny(reason)
-        return self._publish(
-            request.upload_id, request.door, request.camera, verdict, dict(request.stamps)
-        )
+        return self._publish(request, Verdict.deny(reason), dict(request.stamps))
 
-    def _publish(
+    def _event(
         self,
         upload_id: str,
         door: str,
         camera: str | None,
         verdict: Verdict,
         stamps: dict[str, float],
-    ) -> Outcome:
+        approach: str | None = None,
+    ) -> tuple[DoorEvent, float]:
+        """The event of a verdict, to be signed as it is recorded: ``(event, now)``."""
         now = self.clock()
         stamps["matched"] = now
         stamps["published"] = self.clock()
@@ -225,7 +283,18 @@ class MatcherService:
             issued_at=now,
             expires_at=now + self.settings.event_ttl_s,
             stamps=stamps,
+            approach=approach,
         )
+        return event, now
+
+    def _publish(
+        self, request: MatchRequest, verdict: Verdict, stamps: dict[str, float]
+    ) -> Outcome:
+        upload_id, door = request.upload_id, request.door
+        assert door is not None
+        if request.approach is not None and request.camera is not None:
+            return self._frame(request, verdict, stamps)
+        event, now = self._event(upload_id, door, request.camera, verdict, stamps)
         recorded = self.store.record_decision(event, self.signer(door).sign)
         if recorded is not None:
             event = recorded.event
@@ -244,6 +313,77 @@ class MatcherService:
         else:
             log.info("upload %s was decided meanwhile; this event is dropped", upload_id)
         return Outcome(event, recorded is not None)
+
+    # --- approaches ------------------------------------------------------------
+
+    def _frames_of(self, door: str) -> int:
+        """Frames per approach the door is calibrated for (1 when unknown)."""
+        try:
+            policy = self.door(door)
+        except Exception:  # a broken policy decides nothing here: be strict
+            return 1
+        return policy.frames if policy is not None else 1
+
+    def _frame(self, request: MatchRequest, verdict: Verdict, stamps: dict[str, float]) -> Outcome:
+        assert request.door is not None and request.approach is not None
+        event, now = self._event(
+            request.upload_id, request.door, request.camera, verdict, stamps, request.approach
+        )
+        began = stamps.get("uploaded", stamps.get("ingested", now))
+        frame = self.store.record_frame(
+            event,
+            self.signer(request.door).sign,
+            window_end=began + self.settings.approach_window_s,
+            now=now,
+            max_frames=self._frames_of(request.door),
+        )
+        status = frame.status
+        if status is FrameStatus.DUPLICATE:
+            log.info("upload %s was decided meanwhile; this event is dropped", request.upload_id)
+            return Outcome(event, False, status)
+        log.info(
+            "door %s approach %s upload %s: %s %s (frame %s)",
+            request.door,
+            request.approach,
+            request.upload_id,
+            event.decision,
+            event.reason,
+            status,
+        )
+        self._forget_probe(request.upload_id)
+        try:
+            self.close_due()
+        except Exception:  # the sweeper closes it later
+            log.warning("closing due approaches failed; the sweeper retries", exc_info=True)
+        return Outcome(frame.event, True, status)
+
+    def close_due(self) -> int:
+        """Record the one DENY of every approach whose window ended without
+        a pass, as a door event; how many this call closed."""
+        now = self.clock()
+        due = self.store.due_approaches(now)
+        if due:  # a rotated key moves the gallery version: sign with the current one
+            self._refresh()
+        closed = 0
+        for state in due:
+            closed += self._close(state, now)
+        return closed
+
+    def _close(self, state: ApproachState, now: float) -> int:
+        event = closing_event(state, now, self.settings.event_ttl_s)
+        recorded = self.store.record_approach_close(
+            event, self.signer(state.door).sign, state.key
+        )
+        if recorded is None:
+            return 0
+        log.info(
+            "door %s approach %s: window closed after %d frame(s) without a pass: DENY %s",
+            state.door,
+            state.approach,
+            state.frames,
+            event.reason,
+        )
+        return 1
 
     def _forget_probe(self, upload_id: str) -> None:
         try:

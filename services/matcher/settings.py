@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from facegate.core.calibration import DEFAULT_MARGIN
 from facegate.runtime.settings import CommonSettings
 
 
@@ -11,9 +12,18 @@ class MatcherSettings(CommonSettings):
     """The matcher worker (policy, gallery, signed events)."""
 
     threshold: float = Field(0.6, gt=0.0, le=2.0, description="default threshold of a door")
-    margin: float = Field(0.0, ge=0.0, le=1.0, description="default identify margin")
+    margin: float = Field(
+        DEFAULT_MARGIN, ge=0.0, le=1.0, description="default identify margin (doors without one)"
+    )
     event_ttl_s: int = Field(30, ge=1, le=3600, description="an event's life at the lock")
     stream_maxlen: int = Field(10000, ge=100, le=10_000_000)
+    approach_window_s: float = Field(
+        3.0,
+        ge=0.2,
+        le=60.0,
+        description="an approach's frames count this long after its first upload; "
+        "then it gets one DENY unless a frame passed",
+    )
 
 
 __all__ = ["MatcherSettings"]

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 import redis
-from store_contract import UID, StoreContract, sign
+from store_contract import UID, Heard, StoreContract, sign
 
 from facegate.adapters.redis_store import RedisStore
 from facegate.core import keys
@@ -17,6 +17,7 @@ from facegate.core.errors import BadMessageError, RedisUnavailableError
 from facegate.core.messages import Decision, DoorEvent, Reason
 
 pytestmark = pytest.mark.integration
+
 
 class TestRedisStoreContract(StoreContract):
     """The same behaviours as the in-memory fake, on real Redis."""
@@ -28,6 +29,28 @@ def store(redis_url: str, redis_client: redis.Redis) -> Iterator[RedisStore]:
     store = RedisStore.from_url(redis_url, stream_maxlen=100)
     yield store
     store.close()
+
+
+@pytest.fixture
+def heard(redis_url: str) -> Iterator[Heard]:
+    """A subscriber to every door's channel, confirmed before the test runs;
+    ``heard(door)``: what it received for that door so far, in order."""
+    client = redis.Redis.from_url(redis_url, socket_timeout=5.0)
+    pubsub = client.pubsub()
+    pubsub.psubscribe(f"{keys.PREFIX}:door:*:events")
+    confirmed = pubsub.get_message(timeout=5.0)
+    assert confirmed is not None and confirmed["type"] == "psubscribe"
+    seen: list[tuple[str, bytes]] = []
+
+    def drain(door: str) -> list[bytes]:
+        while (msg := pubsub.get_message(timeout=0.2)) is not None:
+            assert msg["type"] == "pmessage"
+            seen.append((msg["channel"].decode(), bytes(msg["data"])))
+        return [wire for channel, wire in seen if channel == keys.door_channel(door)]
+
+    yield drain
+    pubsub.close()
+    client.close()
 
 
 @pytest.fixture

@@ -160,11 +160,10 @@ def test_calibrate_far_bounds(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "--far must be between 0 and 1" in one_error_line(capsys)
 
 
+@pytest.mark.usefixtures("no_model")
 def test_required_arguments(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as info:
-        main(["evaluate", "--images", "x"])
-    assert info.value.code == 2
-    assert "--pairs" in capsys.readouterr().err
+    assert main(["evaluate", "--images", "x"]) == 1
+    assert "--pairs" in one_error_line(capsys)
 
 
 # --------------------------------------------------------------------------- whole command
@@ -242,3 +241,61 @@ def test_report_uses_the_files_own_folds(tmp_path: Path) -> None:
     assert doc["fold_accuracies"] == pytest.approx([0.75, 0.75])
     assert doc["accuracy"] == pytest.approx(0.75)
     assert doc["pairs"] == 8 and doc["mismatched_pairs"] == 4
+
+
+@pytest.mark.usefixtures("fake_engine")
+def test_evaluate_open_set_by_hand(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """4 people x 4 photos (one without a face): each person a corner of the
+    cube, photos 0.02 apart along one axis; impostors about 1.414 apart."""
+    monkeypatch.setenv("FACEGATE_CACHE_DIR", str(tmp_path / "cache"))
+    images = make_images(tmp_path, blue=("Dan_D", 2))
+    out = tmp_path / "open.json"
+    argv = ["evaluate", "--open-set", "--images", str(images), "--gallery-sizes", "2,10",
+            "--draws", "2", "--json", str(out)]
+    assert main(argv) == 0
+    doc = json.loads(out.read_text())
+    v = doc["verification"]
+    # 16 photos: 120 pairs, 4 x 6 = 24 genuine (3 of Dan's with the faceless photo)
+    assert (v["genuine_pairs"], v["impostor_pairs"]) == (24, 96)
+    assert v["tar_at_far_1e-3"] == pytest.approx(21 / 24)  # the faceless pairs never accept
+    assert v["meaningful_1e-3"] is False  # 96 impostor pairs cannot resolve 1e-3
+    assert doc["images_without_face"] == 1 and doc["people_with_2_or_more"] == 4
+    (row,) = doc["identification"]
+    assert (row["gallery_size"], row["draws"]) == (2, 2)
+    # 6 mated probes per draw; the faceless one, when Dan is enrolled, is never right
+    assert row["rank1"] in (1.0, pytest.approx(11 / 12), pytest.approx(5 / 6))
+    assert row["non_mated_probes_per_draw"] == 8 and row["fpir_at_threshold"] == 0.0
+    assert doc["skipped_gallery_sizes"][0]["gallery_size"] == 10
+    assert "TAR at FAR 0.001" in capsys.readouterr().out
+    # a second run reads the cached encodings (the engine is not asked again)
+    monkeypatch.setattr(FakeEngine, "encode_images", None)
+    assert main(argv) == 0
+
+
+@pytest.mark.usefixtures("no_model")
+def test_calibrate_a_door_from_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from facegate.core.calibration import identify_threshold, per_comparison_rate
+
+    argv = ["calibrate", "--people", "100", "--templates", "2", "--frames", "3", "--far", "1e-3"]
+    assert main([*argv, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["source"] == "table" and doc["comparisons_per_approach"] == 600
+    assert doc["threshold"] == pytest.approx(identify_threshold(2, people=100, frames=3))
+    assert doc["far_per_pair"] == pytest.approx(per_comparison_rate(1e-3, 600))
+    assert doc["stranger_acceptance"] == pytest.approx(1e-3)
+    assert main(argv) == 0
+    assert "600 comparisons" in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("fake_engine")
+def test_calibrate_pairs_per_approach(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    images = make_images(tmp_path)
+    path = pairs_file(tmp_path / "pairs.txt")
+    argv = ["calibrate", "--pairs", str(path), "--images", str(images), "--far", "0.19",
+            "--frames", "2", "--json"]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["comparisons_per_approach"] == 2 and doc["far_per_approach"] == 0.19
+    assert doc["far_target"] == pytest.approx(0.1)  # 1 - 0.81 ** 0.5

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from store_contract import UID, StoreContract, event, sign
+from store_contract import UID, Heard, StoreContract, event, sign
 
 from facegate.adapters.memory_store import MemoryStore
 from facegate.core import keys
@@ -25,6 +25,10 @@ class TestMemoryStore(StoreContract):
     @pytest.fixture
     def store(self) -> MemoryStore:
         return MemoryStore(stream_maxlen=100)
+
+    @pytest.fixture
+    def heard(self, store: MemoryStore) -> Heard:
+        return lambda door: [w for c, w in store.published if c == keys.door_channel(door)]
 
 
 def test_entries_expire_on_the_clock() -> None:

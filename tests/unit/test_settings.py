@@ -33,7 +33,7 @@ def test_development_defaults_follow_design() -> None:
     assert s.s3_endpoint == "127.0.0.1:18333"
     assert s.s3_secure is False
     assert s.bucket == "facegate-uploads"
-    assert (s.threshold, s.margin, s.event_ttl_s, s.deadline_s) == (0.6, 0.0, 30, 10.0)
+    assert (s.threshold, s.margin, s.event_ttl_s, s.deadline_s) == (0.6, 0.1, 30, 10.0)
     assert s.visibility_timeout_s == 60
     i = IngestSettings.from_env({})
     assert (i.ingest_host, i.ingest_port, i.presign_expiry_s, i.notifications) == (

@@ -50,6 +50,8 @@ class WorkerSpec(Generic[S, A]):
     """``celery worker`` arguments (queue, pool, concurrency...)."""
     ready_message: Callable[[A], str] = lambda app: "ready"
     description: str | None = None
+    on_ready: Callable[[A], object] | None = None
+    """Called once the worker is ready (e.g. to start a background thread)."""
 
 
 def _ready_file(parser: argparse.ArgumentParser) -> None:
@@ -84,6 +86,8 @@ def run_worker(spec: WorkerSpec[S, A], argv: Sequence[str] | None = None) -> int
         @worker_ready.connect(weak=False)  # type: ignore[misc,untyped-decorator]
         def _ready(**_: Any) -> None:
             log.info("%s %s", spec.name, spec.ready_message(app))
+            if spec.on_ready is not None:
+                spec.on_ready(app)
             if ready_file is not None:
                 ready_file.write_text("ready\n")
 

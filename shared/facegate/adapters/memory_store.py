@@ -9,8 +9,11 @@ clock), a person's templates stay of one model, the gallery version moves on
 every enrol, revoke and door change, a decision is recorded once per upload
 and then appended to the door's stream (at the id it was signed with, above
 the stream's last id) and the audit stream (ids ``<ms>-<seq>``, capped) and
-"published" (kept in :attr:`published` and
-handed to :attr:`subscribers`). ``available = False`` makes every call raise
+"published" (kept in :attr:`published` and handed to :attr:`subscribers`);
+the frames of approaches and their closing DENYs follow the same rules
+(:mod:`facegate.adapters.memory_approaches`), and every door event goes
+through the same :mod:`facegate.adapters.recording` algorithm as in Redis,
+``_xadd_at`` playing the Lua scripts' ``xadd_at``. ``available = False`` makes every call raise
 :class:`~facegate.core.errors.RedisUnavailableError`, as an unreachable
 Redis would. Thread-safe.
 """
@@ -26,6 +29,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from facegate.adapters.memory_approaches import MemoryApproaches
+from facegate.adapters.recording import ALREADY, RECORDED, TAKEN
 from facegate.adapters.store import (
     DEFAULT_DECISION_TTL_S,
     F32,
@@ -46,8 +51,9 @@ from facegate.core.messages import DoorEvent
 from facegate.core.policy import DoorPolicy
 
 
-class MemoryStore:
-    """Every store interface in one process's memory."""
+class MemoryStore(MemoryApproaches):
+    """Every store interface in one process's memory (the approaches' part
+    in :mod:`facegate.adapters.memory_approaches`)."""
 
     def __init__(
         self,
@@ -247,6 +253,7 @@ class MemoryStore:
         badge: str | None,
         ttl_s: int,
         direct: bool = False,
+        approach: str | None = None,
     ) -> None:
         claim = Claim(
             upload_id,
@@ -255,6 +262,7 @@ class MemoryStore:
             keys.check_camera(camera),
             None if badge is None else keys.check_person(badge),
             direct=direct,
+            approach=None if approach is None else keys.check_upload_id(approach),
         )
         with self._cond:
             self._check()
@@ -284,27 +292,35 @@ class MemoryStore:
     def record_decision(self, event: DoorEvent, sign: Signer) -> Recorded | None:
         return record_signed(event, sign, self._record_once)
 
+    def _xadd_at(self, stream: str, stream_id: str, wire: bytes) -> str | None:
+        """Append ``wire`` to a door stream at exactly ``stream_id`` (as
+        ``xadd_at`` in the Redis scripts): ``None`` when done, else the
+        stream's last id (it is at or past ``stream_id``). Under ``_cond``."""
+        last = self._last_ids.get(stream, "0-0")
+        if stream_id_key(stream_id) <= stream_id_key(last):
+            return last
+        self._last_ids[stream] = stream_id
+        self._append(stream, wire, stream_id)
+        return None
+
     def _record_once(self, event: DoorEvent, wire: bytes) -> tuple[int, str]:
         assert event.stream_id is not None
         name = keys.decision_key(event.upload_id)
         channel = keys.door_channel(event.door)
-        stream = keys.door_stream(event.door)
         with self._cond:
             self._check()
             if self._get(name) is not None:
-                return 0, ""
-            last = self._last_ids.get(stream, "0-0")
-            if stream_id_key(event.stream_id) <= stream_id_key(last):
-                return 2, last
-            self._last_ids[stream] = event.stream_id
+                return ALREADY, ""
+            taken = self._xadd_at(keys.door_stream(event.door), event.stream_id, bytes(wire))
+            if taken is not None:
+                return TAKEN, taken
             self._put(name, bytes(wire), self.decision_ttl_s)
-            self._append(stream, bytes(wire), event.stream_id)
             self._append(keys.AUDIT_STREAM, bytes(wire))
             self.published.append((channel, bytes(wire)))
             subscribers = list(self.subscribers)
         for deliver in subscribers:
             deliver(channel, bytes(wire))
-        return 1, event.stream_id
+        return RECORDED, event.stream_id
 
     def get_decision(self, upload_id: str) -> bytes | None:
         with self._cond:

@@ -38,7 +38,30 @@ end
 return 0
 """
 
-RECORD_LUA: Final = """
+XADD_AT_LUA: Final = """
+-- xadd_at(stream, maxlen, id, wire): append the wire at exactly the id it was
+-- signed with -> the id; or nil and {2, last-generated-id} when the stream is
+-- already at or past it (the caller signs again above); or nil and the error.
+-- Every script that writes a door event starts with it, before any write.
+local function xadd_at(stream, maxlen, id, wire)
+  local added = redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, id, 'event', wire)
+  if type(added) == 'table' and added.err then
+    if not string.find(added.err, 'equal or smaller', 1, true) then
+      return nil, added
+    end
+    local info = redis.call('XINFO', 'STREAM', stream)
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then
+        return nil, {2, info[i + 1]}
+      end
+    end
+    return nil, redis.error_reply('no last-generated-id for ' .. stream)
+  end
+  return added, nil
+end
+"""
+
+RECORD_LUA: Final = XADD_AT_LUA + """
 -- KEYS: decision key, door stream, audit stream
 -- ARGV: wire, ttl seconds, maxlen, channel, door, upload_id, decision, reason, event id,
 --       stream id (the one the wire was signed with)
@@ -47,18 +70,9 @@ RECORD_LUA: Final = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, ''}
 end
-local added = redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], ARGV[10], 'event', ARGV[1])
-if type(added) == 'table' and added.err then
-  if not string.find(added.err, 'equal or smaller', 1, true) then
-    return added
-  end
-  local info = redis.call('XINFO', 'STREAM', KEYS[2])
-  for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then
-      return {2, info[i + 1]}
-    end
-  end
-  return redis.error_reply('no last-generated-id for ' .. KEYS[2])
+local added, answer = xadd_at(KEYS[2], ARGV[3], ARGV[10], ARGV[1])
+if not added then
+  return answer
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*',
@@ -112,8 +126,6 @@ def stream_entries(raw: Any) -> list[tuple[str, bytes]]:
     for sid, fields in raw:
         out.append((str(text(sid)), bytes(fields[b"event"])))
     return out
-
-
 
 
 def decode_probe(key: str, raw: Mapping[bytes, bytes]) -> Probe:

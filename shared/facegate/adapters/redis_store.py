@@ -18,7 +18,9 @@ the door's channel. Redis runs a script atomically, so a redelivered task,
 or two workers racing on the same upload, produce exactly one decision, one
 stream entry per stream and one publish. When another decision took the
 stream id first, the script answers the stream's last id and the event is
-signed again above it (:func:`facegate.adapters.store.record_signed`).
+signed again above it (:mod:`facegate.adapters.recording`). The frames of an
+approach and an approach's closing DENY are recorded the same way, by the
+scripts of :mod:`facegate.adapters.redis_approaches`.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import redis
 
+from facegate.adapters.redis_approaches import RedisApproaches
 from facegate.adapters.redis_codec import (
     FORMAT_VERSION,
     MARK_ENQUEUED_LUA,
@@ -58,11 +61,10 @@ from facegate.core.policy import DoorPolicy
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-class RedisStore(RedisDoorEvents):
+class RedisStore(RedisDoorEvents, RedisApproaches):
     """All of facegate's Redis state, behind one small interface (the
-    decisions, streams and key versions are :class:`RedisDoorEvents`).
+    decisions, streams and key versions are :class:`RedisDoorEvents`, the
+    approaches' part is in :mod:`facegate.adapters.redis_approaches`).
 
     ``client`` is a ``redis.Redis`` (bytes responses, the default). Nothing
     connects until the first call.
@@ -98,10 +100,6 @@ class RedisStore(RedisDoorEvents):
     def ping(self) -> bool:
         with translated("PING"):
             return bool(self.client.ping())
-
-    def _call(self, what: str, func: Callable[[], T]) -> T:
-        with translated(what):
-            return func()
 
     # --- probes -------------------------------------------------------------
 
@@ -148,7 +146,8 @@ class RedisStore(RedisDoorEvents):
         return decode_probe(key, raw)
 
     def delete_probe(self, upload_id: str) -> None:
-        self._call("delete_probe", lambda: self.client.delete(keys.probe_key(upload_id)))
+        with translated("delete_probe"):
+            self.client.delete(keys.probe_key(upload_id))
 
     # --- people and templates -------------------------------------------------
 
@@ -279,8 +278,10 @@ class RedisStore(RedisDoorEvents):
         badge: str | None,
         ttl_s: int,
         direct: bool = False,
+        approach: str | None = None,
     ) -> None:
-        """Bind a badge (or none) to the object key of one upload."""
+        """Bind a badge (or none) and an approach (or none) to the object
+        key of one upload."""
         mapping = {
             "key": key,
             "door": keys.check_door(door),
@@ -289,6 +290,8 @@ class RedisStore(RedisDoorEvents):
         }
         if direct:
             mapping["direct"] = "1"
+        if approach is not None:
+            mapping["approach"] = keys.check_upload_id(approach)
         name = keys.claim_key(upload_id)
         with translated("put_claim"):
             pipe = self.client.pipeline(transaction=True)
@@ -312,6 +315,7 @@ class RedisStore(RedisDoorEvents):
                 badge=fields["badge"] or None,
                 direct=fields.get("direct") == "1",
                 enqueued_at=None if not enqueued else float(enqueued),
+                approach=fields.get("approach") or None,
             )
         except (KeyError, ValueError) as exc:
             raise BadMessageError(f"claim of {upload_id} is malformed") from exc

@@ -12,6 +12,11 @@ Each service depends only on the part it uses::
     DoorStore       door policies
     ClaimStore      the badge bound to an upload's object key (ingest)
     DecisionStore   the exactly-once decision, the door and audit streams
+    ApproachStore   frames of one approach: at most one OPEN, one DENY at the window's end
+
+How a door event gets its stream id and signature, the same for every store
+and every kind of record: :mod:`facegate.adapters.recording` (its names are
+re-exported here).
     ReplyStore      enrolment results for the waiting administrator
 
 Errors: an unreachable store raises
@@ -21,16 +26,24 @@ stored data raises :class:`~facegate.core.errors.BadMessageError`.
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from facegate.core.errors import BadMessageError, RedisUnavailableError
-from facegate.core.ids import stream_id_key
+from facegate.adapters.recording import (
+    RECORD_ATTEMPTS,
+    FrameRecorded,
+    FrameStatus,
+    Recorded,
+    Signer,
+    record_frame_signed,
+    record_signed,
+    stream_id_after,
+)
+from facegate.core.errors import BadMessageError
 from facegate.core.messages import DoorEvent
 from facegate.core.policy import DoorPolicy
 
@@ -41,13 +54,6 @@ DEFAULT_DECISION_TTL_S: Final = 86_400
 
 StreamEntry = tuple[str, bytes]
 """``(stream id, signed wire event)``."""
-
-Signer = Callable[[DoorEvent], bytes]
-"""Signs an event (with its stream id set) for the wire: the matcher's door key."""
-
-RECORD_ATTEMPTS: Final = 32
-"""Tries at a free stream id before :func:`record_signed` gives up (each
-try after the first means another matcher took the id in the meantime)."""
 
 
 @dataclass(frozen=True)
@@ -77,50 +83,25 @@ class Claim:
     """Made by ingest's direct upload, which enqueues the object itself."""
     enqueued_at: float | None = None
     """When the upload was sent to the encoder (``None``: not yet)."""
+    approach: str | None = None
+    """The approach (several frames of one passage) the upload belongs to."""
 
 
 @dataclass(frozen=True)
-class Recorded:
-    """A decision as it was recorded: the event (with its stream id) and its wire."""
+class ApproachState:
+    """An approach whose window has ended without an OPEN (to be closed)."""
 
-    event: DoorEvent
-    wire: bytes
-
-
-def stream_id_after(last: str, skip: int = 1) -> str:
-    """The stream id ``skip`` places after ``last`` (ids need not be dense)."""
-    ms, seq = stream_id_key(last)
-    return f"{ms}-{seq + skip}" if seq + skip <= 2**64 - 1 else f"{ms + 1}-0"
-
-
-def record_signed(
-    event: DoorEvent, sign: Signer, attempt: Callable[[DoorEvent, bytes], tuple[int, str]]
-) -> Recorded | None:
-    """The one way a decision is recorded, for every store: give the event
-    a stream id, sign it *with* that id, and let the store's ``attempt``
-    append it exactly once. ``attempt(event, wire)`` answers ``(1, id)``
-    recorded, ``(0, "")`` the upload already has a decision, or ``(2, last)``
-    the door's stream is at or past the id (another matcher was first): the
-    event is signed again just above ``last``. The first id tried is the
-    event's ``issued_at`` in milliseconds, so ids follow time, and a lock
-    resuming from a signed id after Redis lost its data still finds what
-    comes after."""
-    candidate = f"{max(int(event.issued_at * 1000), 1)}-0"
-    for tries in range(RECORD_ATTEMPTS):
-        stamped = replace(event, stream_id=candidate)
-        wire = sign(stamped)
-        code, answer = attempt(stamped, wire)
-        if code == 1:
-            return Recorded(stamped, wire)
-        if code == 0:
-            return None
-        # the next id; when that too was taken, matchers are racing for the
-        # same ids: spread them with a random skip
-        skip = 1 if tries == 0 else random.randint(1, 2 ** min(tries + 2, 10))
-        candidate = max(candidate, stream_id_after(answer, skip), key=stream_id_key)
-    raise RedisUnavailableError(
-        f"no free id in the stream of door {event.door} after {RECORD_ATTEMPTS} tries"
-    )
+    key: str
+    door: str
+    camera: str
+    approach: str
+    window_end: float
+    frames: int
+    upload_id: str
+    """The frame the closing DENY names: the closest DENY frame, else the latest."""
+    reason: str | None
+    person: str | None
+    distance: float | None
 
 
 def as_rows(encodings: npt.ArrayLike, what: str) -> F32:
@@ -228,8 +209,10 @@ class ClaimStore(Protocol):
         badge: str | None,
         ttl_s: int,
         direct: bool = False,
+        approach: str | None = None,
     ) -> None:
-        """Bind a badge (or none) to the object key of one upload."""
+        """Bind a badge (or none) and the approach (or none) to the object
+        key of one upload."""
 
     def get_claim(self, upload_id: str) -> Claim | None: ...
 
@@ -251,13 +234,35 @@ class DecisionStore(Protocol):
         """A door's events after ``last_id``, oldest first."""
 
 
+class ApproachStore(Protocol):
+    def record_frame(
+        self, event: DoorEvent, sign: Signer, *, window_end: float, now: float, max_frames: int
+    ) -> FrameRecorded:
+        """Record one frame's decision (exactly once per upload, always in
+        the audit stream: :func:`record_frame_signed`). It is a door event
+        (signed with its stream id, in the door's stream and published) only
+        when it is the first OPEN of an approach still open (before
+        ``window_end``, within ``max_frames``); any other frame is recorded
+        as its audit wire (signed, no stream id: no lock accepts it).
+        Otherwise the approach is due for closing at ``window_end`` (the
+        earliest any of its frames proposed)."""
+
+    def due_approaches(self, now: float, limit: int = 100) -> list[ApproachState]:
+        """Approaches whose window ended by ``now`` without a door event."""
+
+    def record_approach_close(self, event: DoorEvent, sign: Signer, key: str) -> Recorded | None:
+        """Record the closing DENY of approach ``key`` as a door event, once
+        (:func:`record_signed`: signed with its stream id); ``None`` when
+        the approach already had its door event (another matcher closed it)."""
+
+
 class ReplyStore(Protocol):
     def push_reply(self, upload_id: str, payload: bytes | str, ttl_s: int = 300) -> None: ...
 
     def wait_reply(self, upload_id: str, timeout_s: float) -> bytes | None: ...
 
 
-class MatcherStore(ProbeStore, GalleryStore, DoorStore, DecisionStore, Protocol):
+class MatcherStore(ProbeStore, GalleryStore, DoorStore, DecisionStore, ApproachStore, Protocol):
     """What the matcher reads and writes."""
 
 
@@ -266,18 +271,30 @@ class EncoderStore(ProbeStore, ReplyStore, Protocol):
 
 
 class Store(
-    ProbeStore, GalleryStore, DoorStore, ClaimStore, DecisionStore, ReplyStore, Protocol
+    ProbeStore,
+    GalleryStore,
+    DoorStore,
+    ClaimStore,
+    DecisionStore,
+    ApproachStore,
+    ReplyStore,
+    Protocol,
 ):
     """Everything (what the administrator and the tools use)."""
 
 
 __all__ = [
     "DEFAULT_DECISION_TTL_S",
+    "RECORD_ATTEMPTS",
+    "ApproachState",
+    "ApproachStore",
     "Claim",
     "ClaimStore",
     "DecisionStore",
     "DoorStore",
     "EncoderStore",
+    "FrameRecorded",
+    "FrameStatus",
     "GalleryStore",
     "MatcherStore",
     "Probe",
@@ -290,6 +307,7 @@ __all__ = [
     "as_rows",
     "check_same_model",
     "probe_rows",
+    "record_frame_signed",
     "record_signed",
     "stream_id_after",
 ]

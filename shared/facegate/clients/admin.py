@@ -10,12 +10,13 @@
 Enrolment photos take the same road as door snapshots: stored in the bucket
 under ``enroll/<person>/<upload_id>.<ext>``, encoded by an encoder worker
 (``facegate.encode`` with ``kind=enroll``), whose answer comes back on
-``facegate:reply:<upload_id>``. Every photo must show exactly one face; when
-any photo is refused (not an image, no face, several faces) nothing is
-enrolled and the stored photos are removed again, so a person is never half
-enrolled. Revoking erases the person's templates, the enrolment photos, the
-door snapshots whose decision named the person, and the person's name from
-every door's allowed list.
+``facegate:reply:<upload_id>``. Every photo must show exactly one face, and
+none may be nearer to another enrolled person than to the person's own
+other photos (a likely mix-up, :mod:`facegate.core.enrolment`); when any
+photo is refused nothing is enrolled and the stored photos are removed
+again, so a person is never half enrolled. Revoking erases the person's
+templates, the enrolment photos, the door snapshots whose decision named
+the person, and the person's name from every door's allowed list.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from facegate.adapters.replies import parse_reply
 from facegate.adapters.store import Store
 from facegate.clients.camera import CONTENT_TYPES
 from facegate.core import keys
+from facegate.core.enrolment import likely_mixups
 from facegate.core.errors import BadMessageError, EnrolmentError, NoAnswerError, UnknownDoorError
 from facegate.core.messages import EncodeRequest, UploadKind
 from facegate.core.policy import DoorPolicy
@@ -60,6 +62,8 @@ class EnrolResult:
     photos: list[PhotoResult]
     doors: list[str]
     model_id: str
+    total_templates: int = 0
+    """The person's templates after this enrolment (earlier ones included)."""
 
 
 @dataclass(frozen=True)
@@ -158,11 +162,20 @@ class Admin:
             self._discard(sent)
             lines = "; ".join(f"{r.name}: {r.problem}" for r in refused)
             raise EnrolmentError(f"{person} not enrolled: {lines}")
+        _, enrolled = self.store.templates_snapshot(model_id)
+        mixups = likely_mixups(person, np.stack(encodings), enrolled)
+        if mixups:
+            self._discard(sent)
+            lines = "; ".join(m.describe(results[m.index].name, person) for m in mixups)
+            raise EnrolmentError(f"{person} not enrolled: {lines}")
         templates = self.store.add_templates(person, np.stack(encodings), model_id)
         for policy in policies:
             self.store.set_door(replace(policy, allowed=policy.allowed | {person}))
-        log.info("enrolled %s: %d templates", person, len(templates))
-        return EnrolResult(person, templates, results, [p.door for p in policies], model_id)
+        total = len(templates) + (len(enrolled[person]) if person in enrolled else 0)
+        log.info("enrolled %s: %d templates (%d in all)", person, len(templates), total)
+        return EnrolResult(
+            person, templates, results, [p.door for p in policies], model_id, total
+        )
 
     def _collect(
         self, sent: list[tuple[str, str, str]], timeout_s: float

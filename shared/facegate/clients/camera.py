@@ -7,6 +7,8 @@
     cam.put(ticket, jpeg_bytes)                  # straight to the object store
     # or, for cameras that cannot speak S3:
     upload_id = cam.upload("front", "cam1", jpeg_bytes, badge="alice")
+    # several frames of one approach (the door opens at most once for them):
+    burst = cam.burst("lobby", "cam1", [frame1, frame2, frame3])
 
 Standard library only (a camera gateway should not need our stack).
 Failures raise :class:`CameraError` with the HTTP status and the server's
@@ -20,6 +22,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +50,20 @@ class Ticket:
     issued: float
 
 
+@dataclass(frozen=True)
+class Burst:
+    """Frames sent for one approach: their shared approach id and uploads."""
+
+    approach: str
+    upload_ids: tuple[str, ...]
+
+
 CONTENT_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png"}
+
+
+def new_approach_id() -> str:
+    """A fresh approach id (32 hex digits, as the services expect)."""
+    return uuid.uuid4().hex
 
 
 class CameraClient:
@@ -77,11 +94,20 @@ class CameraClient:
             raise CameraError(0, "unreachable", f"{url}: {exc}") from exc
 
     def presign(
-        self, door: str, camera: str, badge: str | None = None, ext: str = "jpg"
+        self,
+        door: str,
+        camera: str,
+        badge: str | None = None,
+        ext: str = "jpg",
+        approach: str | None = None,
     ) -> Ticket:
         """A presigned PUT for one snapshot at ``door``; ``badge`` is the
-        claimed person (bound server-side to this exact upload)."""
-        body = json.dumps({"camera": camera, "badge": badge, "ext": ext}).encode()
+        claimed person and ``approach`` the approach the frame belongs to
+        (both bound server-side to this exact upload)."""
+        doc_in: dict[str, Any] = {"camera": camera, "badge": badge, "ext": ext}
+        if approach is not None:
+            doc_in["approach"] = approach
+        body = json.dumps(doc_in).encode()
         issued = time.time()
         _, payload = self._request(
             "POST",
@@ -111,11 +137,14 @@ class CameraClient:
         data: bytes,
         badge: str | None = None,
         content_type: str = "image/jpeg",
+        approach: str | None = None,
     ) -> str:
         """Direct upload through ingest; returns the upload id."""
         query = {"camera": camera}
         if badge:
             query["badge"] = badge
+        if approach:
+            query["approach"] = approach
         url = (
             f"{self.ingest_url}/v1/doors/{urllib.parse.quote(door, safe='')}/uploads?"
             + urllib.parse.urlencode(query)
@@ -128,5 +157,32 @@ class CameraClient:
         )
         return str(json.loads(payload)["upload_id"])
 
+    def burst(
+        self,
+        door: str,
+        camera: str,
+        frames: Sequence[bytes],
+        badge: str | None = None,
+        *,
+        ext: str = "jpg",
+        direct: bool = False,
+        approach: str | None = None,
+    ) -> Burst:
+        """Send ``frames`` (snapshots of one passage, in order) as one
+        approach: presign + PUT each (or direct uploads)."""
+        if not frames:
+            raise ValueError("a burst needs at least one frame")
+        approach = approach or new_approach_id()
+        ids: list[str] = []
+        for data in frames:
+            if direct:
+                kind = CONTENT_TYPES.get(ext, "image/jpeg")
+                ids.append(self.upload(door, camera, data, badge, kind, approach=approach))
+            else:
+                ticket = self.presign(door, camera, badge, ext, approach=approach)
+                self.put(ticket, data)
+                ids.append(ticket.upload_id)
+        return Burst(approach, tuple(ids))
 
-__all__ = ["CONTENT_TYPES", "CameraClient", "CameraError", "Ticket"]
+
+__all__ = ["CONTENT_TYPES", "Burst", "CameraClient", "CameraError", "Ticket", "new_approach_id"]

@@ -33,6 +33,9 @@ DOORS = f"{PREFIX}:doors"
 AUDIT_STREAM = f"{PREFIX}:audit"
 """Stream of every decision (signed events)."""
 
+APPROACHES_DUE = f"{PREFIX}:approaches:due"
+"""Sorted set: approaches still open, scored by the end of their window."""
+
 UPLOADS_PREFIX = "uploads/"
 ENROLL_PREFIX = "enroll/"
 
@@ -134,6 +137,15 @@ def door_channel(door: str) -> str:
     return f"{PREFIX}:door:{check_door(door)}:events"
 
 
+def approach_key(door: str, camera: str, approach: str) -> str:
+    """Hash: one approach (several frames) at a door: its window, frames
+    seen, outcome, the closest frame so far."""
+    return (
+        f"{PREFIX}:approach:{check_door(door)}:{check_camera(camera)}:"
+        f"{check_upload_id(approach)}"
+    )
+
+
 def reply_key(upload_id: str) -> str:
     """List: the enrolment result for the CLI that waits on it."""
     return f"{PREFIX}:reply:{check_upload_id(upload_id)}"
@@ -177,6 +189,7 @@ def parse_enroll_key(key: str) -> tuple[str, str]:
 
 
 __all__ = [
+    "APPROACHES_DUE",
     "AUDIT_STREAM",
     "DOORS",
     "ENROLL_PREFIX",
@@ -184,6 +197,7 @@ __all__ = [
     "PEOPLE",
     "PREFIX",
     "UPLOADS_PREFIX",
+    "approach_key",
     "check_camera",
     "check_door",
     "check_ext",

@@ -93,6 +93,13 @@ class UploadKind(StrEnum):
     ENROLL = "enroll"
 
 
+def _check_approach(approach: str | None) -> None:
+    _check(
+        approach is None or (isinstance(approach, str) and is_upload_id(approach)),
+        f"approach must be 32 lower-case hex digits, got {approach!r}",
+    )
+
+
 def legible_ids(payload: object) -> tuple[str, str, str | None] | None:
     """``(upload_id, door, camera)`` of a message that does not decode, when
     those fields can still be read (so the door can be answered with DENY);
@@ -118,8 +125,9 @@ class EncodeRequest(_Message):
     """Ingest -> encoder: one uploaded object to encode.
 
     ``kind=access``: ``door`` and ``camera`` are set, ``badge`` is the claimed
-    person (or ``None``). ``kind=enroll``: ``person`` is the person the photo
-    enrols; ``door``/``camera``/``badge`` are ``None``.
+    person (or ``None``), ``approach`` the approach the frame belongs to (or
+    ``None``: a single-frame approach). ``kind=enroll``: ``person`` is the
+    person the photo enrols; ``door``/``camera``/``badge`` are ``None``.
     """
 
     v: int = SCHEMA_VERSION
@@ -132,12 +140,14 @@ class EncodeRequest(_Message):
     badge: str | None = None
     person: str | None = None
     stamps: dict[str, float] = field(default_factory=dict)
+    approach: str | None = None
 
     _names: ClassVar[tuple[str, ...]] = ("door", "camera")
     _persons: ClassVar[tuple[str, ...]] = ("badge", "person")
 
     def _validate(self) -> None:
         super()._validate()
+        _check_approach(self.approach)
         _check(bool(self.bucket) and len(self.bucket) <= 63, "bucket must be 1-63 characters")
         _check(bool(self.key) and len(self.key) <= 1024, "key must be 1-1024 characters")
         if self.kind is UploadKind.ACCESS:
@@ -170,12 +180,14 @@ class MatchRequest(_Message):
     error: Reason | None = None
     model_id: str = ""
     stamps: dict[str, float] = field(default_factory=dict)
+    approach: str | None = None
 
     _names: ClassVar[tuple[str, ...]] = ("door", "camera")
     _persons: ClassVar[tuple[str, ...]] = ("badge", "person")
 
     def _validate(self) -> None:
         super()._validate()
+        _check_approach(self.approach)
         _check(
             type(self.faces) is int and 0 <= self.faces <= 1000,
             f"faces must be an integer 0..1000, got {self.faces!r}",
@@ -196,6 +208,7 @@ class MatchRequest(_Message):
         badge: str | None = None,
         model_id: str = "",
         stamps: Mapping[str, float] | None = None,
+        approach: str | None = None,
     ) -> MatchRequest:
         """An access upload the matcher must deny with ``reason`` without
         deciding (it could not be encoded, or its message was unreadable)."""
@@ -207,6 +220,7 @@ class MatchRequest(_Message):
             error=reason,
             model_id=model_id,
             stamps=dict(stamps or {}),
+            approach=approach,
         )
 
 
@@ -217,6 +231,10 @@ class DoorEvent(_Message):
     ``id`` is the event's own id (the replay-guard key); ``distance`` is the
     best distance found (``None`` when no comparison was made); a lock acts
     on it only between ``issued_at`` and ``expires_at`` (unix seconds).
+    ``approach``: the approach the event answers (several frames of one
+    passage); a door hears at most one OPEN per approach, or one DENY when
+    its window closed without a pass (that DENY names the frame that came
+    closest in ``upload_id``).
     """
 
     v: int = SCHEMA_VERSION
@@ -234,6 +252,7 @@ class DoorEvent(_Message):
     """The event's entry id in its door's stream (``<ms>-<seq>``), chosen
     when it is recorded and covered by the signature; ``None`` only before."""
     stamps: dict[str, float] = field(default_factory=dict)
+    approach: str | None = None
 
     _ids: ClassVar[tuple[str, ...]] = ("id", "upload_id")
     _names: ClassVar[tuple[str, ...]] = ("door", "camera")
@@ -241,6 +260,7 @@ class DoorEvent(_Message):
 
     def _validate(self) -> None:
         super()._validate()
+        _check_approach(self.approach)
         _check(
             (self.decision is Decision.OPEN) == (self.reason is Reason.GRANTED),
             f"decision {self.decision} does not go with reason {self.reason}",

@@ -23,7 +23,12 @@ request, the probe encodings, the gallery, the time) and returns a
 7. ``identify`` doors (1:K, no badge needed; a badge, if sent, is ignored):
    the probe is identified against *everyone enrolled*, not only the
    people allowed here, so a known person who is not allowed is named as
-   such instead of being matched to the nearest allowed look-alike:
+   such instead of being matched to the nearest allowed look-alike. The
+   threshold is the door's fixed one, or (``threshold is None``, the
+   default) the one :mod:`facegate.core.calibration` computes for the
+   door's target stranger acceptance per approach (``stranger_rate``), its
+   ``frames`` per approach and the templates of the people allowed there
+   (:func:`door_threshold`): it moves as people are enrolled and revoked.
 
    - nobody under the threshold, or the runner-up person closer than
      ``margin`` behind the best -> ``DENY unknown_person``;
@@ -46,6 +51,7 @@ from enum import StrEnum
 import numpy as np
 import numpy.typing as npt
 
+from facegate.core.calibration import DEFAULT_STRANGER_RATE, identify_threshold
 from facegate.core.errors import BadMessageError
 from facegate.core.matching import Gallery, identify, verify
 from facegate.core.messages import Decision, MatchRequest, Reason, is_name, is_person
@@ -64,15 +70,27 @@ class DoorMode(StrEnum):
     """1:K: the face alone says who it is."""
 
 
+MAX_FRAMES = 10
+"""The most frames per approach a door may be calibrated for."""
+
+
 @dataclass(frozen=True)
 class DoorPolicy:
-    """Who may pass a door and how strictly faces are compared."""
+    """Who may pass a door and how strictly faces are compared.
+
+    ``threshold`` ``None``: calibrated (identify doors; a verify door
+    without one gets the matcher's default). ``stranger_rate``: the share
+    of strangers' approaches a calibrated identify door may let in;
+    ``frames``: the frames a camera sends per approach (each one is a try
+    for an impostor too, so the threshold is for the approach)."""
 
     door: str
     mode: DoorMode
     allowed: frozenset[str]
-    threshold: float
+    threshold: float | None = None
     margin: float = 0.0
+    stranger_rate: float = DEFAULT_STRANGER_RATE
+    frames: int = 1
 
     def __post_init__(self) -> None:
         if not is_name(self.door):
@@ -82,22 +100,38 @@ class DoorPolicy:
         for person in self.allowed:
             if person != EVERYONE and not is_person(person):
                 raise BadMessageError(f"door {self.door}: invalid person name {person!r}")
-        if not (math.isfinite(self.threshold) and 0.0 < self.threshold <= 2.0):
+        if self.threshold is not None and not (
+            math.isfinite(self.threshold) and 0.0 < self.threshold <= 2.0
+        ):
             raise BadMessageError(f"door {self.door}: threshold must be in (0, 2]")
         if not (math.isfinite(self.margin) and 0.0 <= self.margin <= 1.0):
             raise BadMessageError(f"door {self.door}: margin must be in [0, 1]")
+        if not (math.isfinite(self.stranger_rate) and 1e-9 <= self.stranger_rate <= 0.5):
+            raise BadMessageError(f"door {self.door}: stranger rate must be in [1e-9, 0.5]")
+        if not (type(self.frames) is int and 1 <= self.frames <= MAX_FRAMES):
+            raise BadMessageError(f"door {self.door}: frames must be 1..{MAX_FRAMES}")
+
+    @property
+    def calibrated(self) -> bool:
+        """The threshold follows the gallery (identify door without a fixed one)."""
+        return self.mode is DoorMode.IDENTIFY and self.threshold is None
 
     def allows(self, person: str) -> bool:
         return EVERYONE in self.allowed or person in self.allowed
 
     def to_fields(self) -> dict[str, str]:
-        """The Redis hash fields of ``facegate:door:<door>``."""
-        return {
+        """The Redis hash fields of ``facegate:door:<door>`` (no
+        ``threshold`` field: calibrated)."""
+        fields = {
             "mode": self.mode.value,
             "allowed": json.dumps(sorted(self.allowed)),
-            "threshold": repr(float(self.threshold)),
             "margin": repr(float(self.margin)),
+            "stranger_rate": repr(float(self.stranger_rate)),
+            "frames": str(self.frames),
         }
+        if self.threshold is not None:
+            fields["threshold"] = repr(float(self.threshold))
+        return fields
 
     @classmethod
     def from_fields(
@@ -108,17 +142,25 @@ class DoorPolicy:
         default_threshold: float = 0.6,
         default_margin: float = 0.0,
     ) -> DoorPolicy:
-        """Parse the Redis hash; anything malformed raises BadMessageError."""
+        """Parse the Redis hash; anything malformed raises BadMessageError.
+        A verify door without a threshold gets ``default_threshold``; an
+        identify door without one is calibrated."""
         try:
             allowed = json.loads(fields.get("allowed", "[]"))
             if not isinstance(allowed, list) or not all(isinstance(p, str) for p in allowed):
                 raise ValueError("allowed must be a JSON list of names")
-            threshold = float(fields["threshold"]) if "threshold" in fields else default_threshold
-            margin = float(fields["margin"]) if "margin" in fields else default_margin
             mode = DoorMode(fields.get("mode", ""))
+            threshold: float | None = None
+            if "threshold" in fields:
+                threshold = float(fields["threshold"])
+            elif mode is DoorMode.VERIFY:
+                threshold = default_threshold
+            margin = float(fields["margin"]) if "margin" in fields else default_margin
+            rate = float(fields.get("stranger_rate", DEFAULT_STRANGER_RATE))
+            frames = int(fields.get("frames", "1"))
         except (ValueError, TypeError) as exc:
             raise BadMessageError(f"door {door}: malformed policy ({exc})") from exc
-        return cls(door, mode, frozenset(allowed), threshold, margin)
+        return cls(door, mode, frozenset(allowed), threshold, margin, rate, frames)
 
 
 @dataclass(frozen=True)
@@ -149,6 +191,30 @@ class Verdict:
         return self.decision is Decision.OPEN
 
 
+def allowed_template_counts(policy: DoorPolicy, gallery: Gallery) -> list[int]:
+    """Templates of each enrolled person the door lets in."""
+    counts = gallery.counts
+    if EVERYONE in policy.allowed:
+        return [int(c) for c in counts]
+    return [int(counts[i]) for i, name in enumerate(gallery.people) if name in policy.allowed]
+
+
+def door_threshold(
+    policy: DoorPolicy, gallery: Gallery, *, default_threshold: float = 0.6
+) -> float:
+    """The threshold in force at ``policy``'s door with this gallery: the
+    fixed one, or the calibrated one (identify doors without a fixed one)."""
+    if policy.threshold is not None:
+        return policy.threshold
+    if policy.mode is DoorMode.VERIFY:
+        return default_threshold
+    return identify_threshold(
+        allowed_template_counts(policy, gallery),
+        frames=policy.frames,
+        target=policy.stranger_rate,
+    )
+
+
 def upload_time(request: MatchRequest) -> float | None:
     """The earliest of the request's deadline stamps, ``None`` when absent."""
     times = [request.stamps[s] for s in DEADLINE_STAMPS if s in request.stamps]
@@ -163,12 +229,15 @@ def decide(
     now: float,
     *,
     deadline_s: float | None = None,
+    threshold: float | None = None,
 ) -> Verdict:
     """The verdict for one upload (see the module docstring for the rules).
 
     ``probe`` holds the encodings of the faces found, ``(k, d)``; ``k`` is
     taken from it (``request.faces`` is what the encoder said and should
-    agree). ``deadline_s=None`` disables the deadline rule.
+    agree). ``deadline_s=None`` disables the deadline rule. ``threshold``:
+    the door's threshold when the caller has it already (the matcher
+    caches :func:`door_threshold` per gallery version); computed otherwise.
     """
     if policy is None:
         return Verdict.deny(Reason.UNKNOWN_DOOR)
@@ -196,14 +265,16 @@ def decide(
             return Verdict.deny(Reason.UNKNOWN_PERSON, person=badge)
         if not policy.allows(badge):
             return Verdict.deny(Reason.NOT_ALLOWED_HERE, person=badge)
-        result = verify(face, gallery.templates_of(badge), policy.threshold)
+        limit = threshold if threshold is not None else door_threshold(policy, gallery)
+        result = verify(face, gallery.templates_of(badge), limit)
         if not result.matched:
             return Verdict.deny(Reason.BELOW_THRESHOLD, person=badge, distance=result.distance)
         return Verdict(Decision.OPEN, Reason.GRANTED, badge, result.distance)
 
     if len(gallery) == 0:
         return Verdict.deny(Reason.UNKNOWN_PERSON)
-    found = identify(face, gallery, policy.threshold, margin=policy.margin)
+    limit = threshold if threshold is not None else door_threshold(policy, gallery)
+    found = identify(face, gallery, limit, margin=policy.margin)
     if not found.matched or found.person is None:
         return Verdict.deny(Reason.UNKNOWN_PERSON, distance=found.distance)
     if not policy.allows(found.person):
@@ -213,9 +284,12 @@ def decide(
 
 __all__ = [
     "EVERYONE",
+    "MAX_FRAMES",
     "DoorMode",
     "DoorPolicy",
     "Verdict",
+    "allowed_template_counts",
     "decide",
+    "door_threshold",
     "upload_time",
 ]

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "facegate.tools.cli_evaluate",
     "facegate.training.cli",
     "facegate.tools.cli_pipeline",
+    "facegate.tools.cli_camera",
     "facegate.tools.cli_stack",
 )
 

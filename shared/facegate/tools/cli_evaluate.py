@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from facegate.core.calibration import per_comparison_rate
 from facegate.core.errors import ConfigError
 from facegate.core.evaluation import (
     FoldResult,
@@ -46,6 +47,9 @@ from facegate.core.evaluation import (
     tar_at_far,
     train_test,
 )
+from facegate.tools.cli_calibrate import add_door_arguments, calibrate_from_table
+from facegate.tools.cli_openset import add_arguments as add_open_set_arguments
+from facegate.tools.cli_openset import cmd_open_set
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +64,26 @@ def register(sub: Any) -> None:
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--pairs", required=True, type=Path, metavar="FILE", help="pairs to judge")
+    p.add_argument("--pairs", type=Path, metavar="FILE", help="pairs to judge")
     p.add_argument("--images", required=True, type=Path, metavar="DIR", help="<DIR>/<name>/...")
     p.add_argument("--train", type=Path, metavar="FILE", help="pairs to choose the threshold on")
     p.add_argument("--json", metavar="PATH|-", help="write the report as JSON ('-': stdout)")
     p.add_argument("--plot", type=Path, metavar="PNG", help="write ROC and DET curves")
     p.add_argument("--batch", type=int, default=16, metavar="N", help="images per engine call")
+    add_open_set_arguments(p)
     p.set_defaults(handler=cmd_evaluate)
 
-    p = sub.add_parser("calibrate", help="the threshold for a target false-accept rate")
-    p.add_argument("--pairs", required=True, type=Path, metavar="FILE")
-    p.add_argument("--images", required=True, type=Path, metavar="DIR")
-    p.add_argument("--far", type=float, default=REPORT_FAR, help="target false-accept rate")
+    p = sub.add_parser(
+        "calibrate",
+        help="the threshold for a target false-accept rate (per pair, or per approach at a "
+        "door: --frames, --people, --templates)",
+    )
+    p.add_argument("--pairs", type=Path, metavar="FILE",
+                   help="measure on these pairs (default: the engine's table from LFW View 1)")
+    p.add_argument("--images", type=Path, metavar="DIR")
+    p.add_argument("--far", type=float, default=REPORT_FAR,
+                   help="target false-accept rate (per approach with --frames/--people)")
+    add_door_arguments(p)
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.add_argument("--batch", type=int, default=16, metavar="N")
     p.set_defaults(handler=cmd_calibrate)
@@ -241,6 +253,14 @@ def _summary(doc: dict[str, Any], args: argparse.Namespace) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.open_set:
+        if args.json not in (None, "-"):
+            _check_output(Path(args.json), "JSON report")
+        if args.plot is not None:
+            _check_output(args.plot, "plot")
+        return cmd_open_set(args, _write_json, _engine)
+    if args.pairs is None:
+        raise ConfigError("evaluate needs --pairs FILE (or --open-set on a folder of people)")
     started = time.monotonic()
     _check_common(args.images, args.batch)
     if args.json not in (None, "-"):
@@ -305,6 +325,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     started = time.monotonic()
     if not (0.0 < args.far < 1.0):
         raise ConfigError(f"--far must be between 0 and 1, got {args.far}")
+    if args.pairs is None:
+        return calibrate_from_table(args)
+    if args.images is None:
+        raise ConfigError("--pairs needs --images DIR")
+    comparisons = args.frames * args.people * args.templates
+    pair_far = per_comparison_rate(args.far, comparisons)
     _check_common(args.images, args.batch)
     pairs = _load_pairs(args.pairs, args.images)
     if pairs.same.all() or not pairs.same.any():
@@ -312,9 +338,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     engine = _engine()
     (d,), no_face, unreadable = _distances(engine, [pairs], args.batch)
-    doc = calibration_report(pairs, d, args.far)
+    doc = calibration_report(pairs, d, pair_far)
     doc.update(
         {
+            "far_per_approach": args.far,
+            "comparisons_per_approach": comparisons,
             "model_id": engine.model_id,
             "pairs_file": str(args.pairs),
             "no_face_images": len(no_face),
@@ -325,12 +353,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2, allow_nan=False))
         return 0
+    if comparisons > 1:
+        print(f"{comparisons} comparisons per approach: FAR {args.far:g} per approach is "
+              f"{pair_far:.3g} per pair")
     print(
-        f"threshold {doc['threshold']:.4f} for FAR <= {args.far:g}: "
+        f"threshold {doc['threshold']:.4f} for FAR <= {pair_far:.3g}: "
         f"TAR {100 * doc['tar']:.2f}%, {doc['false_accepts']} false accept(s) "
         f"of {doc['mismatched_pairs']} mismatched pairs"
     )
-    if args.far < doc["far_resolution"]:
+    if pair_far < doc["far_resolution"]:
         print(
             f"note: {doc['mismatched_pairs']} mismatched pairs resolve FAR only to "
             f"{doc['far_resolution']:.1e}; this threshold allows no false accept on them",

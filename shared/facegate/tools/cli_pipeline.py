@@ -1,4 +1,6 @@
-"""Pipeline commands: doors, enroll, revoke, people, snap, subscribe, log.
+"""Pipeline commands: doors, enroll, revoke, people, log (``snap``, the
+camera's side, is in :mod:`facegate.tools.cli_camera`; ``subscribe`` and
+``doors key/rotate-key``, the lock's side, in :mod:`facegate.tools.cli_lock`).
 
 They talk to the running services through Redis, the object store, Celery
 and ingest, configured by the ``FACEGATE_*`` environment. When
@@ -16,10 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from facegate.core.errors import ConfigError, FacegateError
+from facegate.core.calibration import DEFAULT_MARGIN, DEFAULT_STRANGER_RATE
+from facegate.core.errors import ConfigError
 from facegate.tools import cli_lock
 from facegate.tools.cli_context import context as _ctx
-from facegate.tools.cli_lock import event_json, format_event
+from facegate.tools.cli_report import doors_list_lines, enrol_advice
 
 EVENT_FIELDS = ("decision", "reason", "person", "distance", "door", "camera", "upload_id")
 
@@ -35,25 +38,27 @@ def cmd_doors_add(args: argparse.Namespace) -> int:
         args.door,
         DoorMode(args.mode),
         frozenset(args.allow or ()),
-        args.threshold if args.threshold is not None else 0.6,
+        args.threshold,
         args.margin,
+        args.stranger_rate,
+        args.frames,
     )
     ctx.admin().set_door(policy)
+    if policy.threshold is not None:
+        how = f"threshold {policy.threshold} (fixed)"
+    elif policy.calibrated:
+        how = (f"threshold calibrated for {policy.stranger_rate:g} strangers per approach "
+               f"of {policy.frames} frame(s)")
+    else:
+        how = "threshold: the matcher's default (FACEGATE_THRESHOLD)"
     print(f"door {policy.door}: {policy.mode.value}, allowed {sorted(policy.allowed) or '-'}, "
-          f"threshold {policy.threshold}, margin {policy.margin}")
+          f"{how}, margin {policy.margin} (facegate doors list: what it promises)")
     return 0
 
 
 def cmd_doors_list(args: argparse.Namespace) -> int:
     ctx = _ctx()
-    doors = ctx.store.list_doors()
-    if not doors:
-        print("no doors configured (facegate doors add DOOR ...)")
-    for door in doors:
-        p = ctx.store.get_door(door)
-        if p is not None:
-            print(f"{p.door:<12} {p.mode.value:<9} threshold {p.threshold:<5} "
-                  f"margin {p.margin:<4} allowed {', '.join(sorted(p.allowed)) or '-'}")
+    print("\n".join(doors_list_lines(ctx.store, ctx.env)))
     return 0
 
 
@@ -86,12 +91,16 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     doors = [d for group in (args.doors or []) for d in group.split(",") if d]
-    result = _ctx().admin().enroll(args.name, photos, doors=doors, timeout_s=args.timeout)
+    ctx = _ctx()
+    result = ctx.admin().enroll(args.name, photos, doors=doors, timeout_s=args.timeout)
     for photo in result.photos:
         print(f"  {photo.name}: 1 face, quality {photo.quality:.2f}")
     where = f"; allowed at {', '.join(result.doors)}" if result.doors else ""
     count = len(result.templates)
-    print(f"enrolled {result.person}: {count} template(s) ({result.model_id}){where}")
+    print(f"enrolled {result.person}: {count} template(s) ({result.model_id}){where}; "
+          f"{result.total_templates} photo(s) in all")
+    for line in enrol_advice(ctx.store, result.person, ctx.env):
+        print(line)
     return 0
 
 
@@ -109,8 +118,11 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_people(args: argparse.Namespace) -> int:
-    for person in _ctx().store.people():
-        print(person)
+    _, templates = _ctx().store.templates_snapshot()
+    for person in sorted(templates):
+        count = len(templates[person])
+        more = "" if count >= 3 else "  (more photos let them in more often: facegate enroll)"
+        print(f"{person:<24} {count} photo(s){more}")
     return 0
 
 
@@ -134,37 +146,10 @@ def cmd_log(args: argparse.Namespace) -> int:
             f"{when}  {event['decision']:<4} door={event['door']:<10} {event['reason']:<17} "
             f"person={event.get('person') or '-':<12} "
             f"d={'-' if distance is None else f'{distance:.3f}'}  upload={event['upload_id']}"
+            + (f"  approach={event['approach']}" if event.get("approach") else "")
+            + ("" if event.get("stream_id") else "  (frame: audit only, not a door event)")
         )
     return 0
-
-
-def cmd_snap(args: argparse.Namespace) -> int:
-    """Act as a camera: upload one snapshot and wait for the verified event."""
-    ctx = _ctx()
-    path = Path(args.image)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    camera = ctx.camera()
-    ext = path.suffix.lstrip(".").lower() or "jpg"
-    ticket: dict[str, str] = {}
-
-    def send() -> None:
-        if args.direct:
-            ticket["upload_id"] = camera.upload(args.door, args.camera, data, badge=args.badge)
-        else:
-            t = camera.presign(args.door, args.camera, args.badge, ext=ext)
-            camera.put(t, data)
-            ticket["upload_id"] = t.upload_id
-
-    listener = cli_lock.lock_listener(ctx, args.door, None)
-    for item in listener.listen(timeout_s=args.wait, on_subscribed=send):
-        if item.upload_id != ticket.get("upload_id"):
-            continue
-        print(json.dumps(event_json(item)) if args.json else format_event(item))
-        return 0 if item.event is not None and item.event.granted else 3
-    raise FacegateError(f"no decision for upload {ticket.get('upload_id')} within {args.wait} s")
 
 
 # --------------------------------------------------------------------------- registration
@@ -178,11 +163,21 @@ def register(sub: Any) -> None:
     add.add_argument("--mode", choices=("verify", "identify"), default="verify",
                      help="verify: badge + face (1:1); identify: face only (1:K)")
     add.add_argument("--allow", nargs="*", metavar="NAME", help="people allowed ('*' = everyone)")
-    add.add_argument("--threshold", type=float, help="distance threshold (default 0.6)")
-    add.add_argument("--margin", type=float, default=0.0,
-                     help="identify: best person must beat the second by this much")
+    add.add_argument("--threshold", type=float,
+                     help="fixed distance threshold (default: identify doors are calibrated "
+                     "for their gallery, verify doors use FACEGATE_THRESHOLD)")
+    add.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                     help="identify: best person must beat the second by this much "
+                     f"({DEFAULT_MARGIN:g}, chosen by measurement)")
+    add.add_argument("--stranger-rate", type=float, default=DEFAULT_STRANGER_RATE,
+                     metavar="RATE", help="identify: strangers let in per approach (1e-3)")
+    add.add_argument("--frames", type=int, default=1,
+                     help="frames a camera sends per approach (1; each is a try for an "
+                     "impostor too, so the threshold is for the approach)")
     add.set_defaults(handler=cmd_doors_add)
-    dsub.add_parser("list", help="list doors").set_defaults(handler=cmd_doors_list)
+    dsub.add_parser(
+        "list", help="list doors: threshold, strangers and residents let in"
+    ).set_defaults(handler=cmd_doors_list)
     for name, text in (("allow", "allow people at a door"), ("disallow", "remove people")):
         p = dsub.add_parser(name, help=text)
         p.add_argument("door")
@@ -213,14 +208,3 @@ def register(sub: Any) -> None:
     log.set_defaults(handler=cmd_log)
 
     cli_lock.register(sub)
-
-    snap = sub.add_parser("snap", help="act as a camera: upload a snapshot, print the decision")
-    snap.add_argument("door")
-    snap.add_argument("image")
-    snap.add_argument("--camera", default="cli")
-    snap.add_argument("--badge", help="the claimed person (verify doors)")
-    snap.add_argument("--direct", action="store_true",
-                      help="upload through ingest instead of a presigned PUT")
-    snap.add_argument("--wait", type=float, default=30.0, help="seconds to wait (30)")
-    snap.add_argument("--json", action="store_true")
-    snap.set_defaults(handler=cmd_snap)

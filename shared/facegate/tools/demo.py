@@ -1,12 +1,17 @@
 """``python -m facegate.tools.demo`` (``make demo``): the door story on real faces.
 
 Starts its own stack (Redis, SeaweedFS, ingest, one encoder, one matcher;
-ports 27300-27306, or ``--base-port`` onwards; state in ``var/demo/``), then:
+ports ``--base-port`` .. +6, default 27300-27306, state in ``var/demo/``), then:
 
-1. configures two doors: ``front`` (badge + face, 1:1) and ``lobby`` (face
-   only, 1:K), and enrols two residents through the encoder (Barack Obama
-   from two photos, Joe Biden from one: photos from ``face_recognition``'s
-   sdist);
+1. configures three doors: ``front`` (badge + face, 1:1), ``lobby`` (face
+   only, 1:K, its threshold calibrated for its gallery: 0.1% of strangers'
+   approaches of up to 3 frames) and ``gym`` (face only with the fixed 1:1
+   threshold 0.6), and shows each door's Ed25519 public key (what its lock
+   holds); enrols three residents through the encoder (Barack Obama from two
+   photos, Joe Biden from one: ``face_recognition``'s sdist; Grace Hopper
+   from one: matplotlib's sample data), after showing a mix-up being
+   refused; prints what each door promises (``facegate doors list``) and
+   what the lobby's threshold would be at building scale;
 2. a camera uploads snapshots through presigned PUTs; for each one the demo,
    acting as the door's lock, prints the signed event it received and
    verified, with the upload-to-event latency:
@@ -18,16 +23,22 @@ ports 27300-27306, or ``--base-port`` onwards; state in ``var/demo/``), then:
    - the same unknown person at ``lobby``                  -> DENY unknown_person
    - a picture without a face                              -> DENY no_face
    - a truncated JPEG                                      -> DENY bad_image
+   - the resident, no badge, at ``gym``                    -> OPEN
+   - an approach of 3 frames (stranger, resident, resident) at ``lobby``
+                                                           -> one OPEN
+   - an approach of 2 frames of the stranger at ``lobby``  -> one DENY when
+     the approach's window closes
 
-3. shows the doors' public keys, then runs a real lock process for
-   ``lobby`` (``facegate subscribe`` with only the public key and a state
-   folder), kills it with ``kill -9``, decides two uploads while it is down,
-   starts it again and shows it catching both up from the stream, each once;
-4. shows the lock refusing a replay, a tampered copy, made-up signatures
-   and an event signed with an attacker's key, then rotates the lobby's key:
-   a lock holding only the old key refuses the next event (``unknown_key``),
-   one holding both accepts it;
-5. stops the stack (``--keep`` leaves it running).
+3. runs a real lock process for ``lobby`` (``facegate subscribe`` with only
+   the public key and a state folder), kills it with ``kill -9``, decides
+   two uploads while it is down, starts it again and shows it catching both
+   up from the stream, each once;
+4. shows the lock refusing a replay, a tampered copy, made-up signatures,
+   an event signed with an attacker's key and the audit record of an
+   approach's frame that did not open; then rotates the lobby's key: a lock
+   holding only the old key refuses the next event (``unknown_key``), one
+   holding both accepts it;
+5. prints the decision log and stops the stack (``--keep`` leaves it running).
 
 Exit status 0 when every decision was the expected one.
 """
@@ -40,6 +51,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from facegate.tools.samples import astronaut_path, sample_faces_dir
+    from facegate.tools.samples import astronaut_path, grace_hopper_path, sample_faces_dir
 
     print("facegate demo: fetching real face photos (cached after the first run)")
     faces = sample_faces_dir()
@@ -101,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         "obama3.jpg": (faces / "obama3.jpg").read_bytes(),
         "biden.jpg": (faces / "biden.jpg").read_bytes(),
         "astronaut.png": astronaut_path().read_bytes(),
+        "grace_hopper.jpg": grace_hopper_path().read_bytes(),
         "landscape.jpg": no_face_picture(),
     }
     photos["truncated.jpg"] = photos["obama3.jpg"][: len(photos["obama3.jpg"]) // 3]
@@ -141,12 +154,13 @@ def run_story(stack: Stack, photos: dict[str, bytes], lock_dir: Path) -> bool:
     from facegate.adapters.redis_store import RedisStore
     from facegate.clients.admin import Admin
     from facegate.clients.camera import CameraClient
-    from facegate.clients.lock import DoorListener
+    from facegate.core.calibration import DEFAULT_MARGIN
     from facegate.core.policy import DoorMode, DoorPolicy
     from facegate.core.signing import DoorSigner
     from facegate.runtime.settings import CommonSettings
-    from facegate.tools.cli_lock import format_event
-    from facegate.tools.demo_lock import refusal_story, restart_story
+    from facegate.tools.cli_report import doors_list_lines
+    from facegate.tools.demo_doors import approaches_story, building_scale, enrol_story
+    from facegate.tools.demo_lock import refusal_story, restart_story, rotation_story
 
     env = stack.env()
     settings = CommonSettings.from_env(env)
@@ -157,8 +171,11 @@ def run_story(stack: Stack, photos: dict[str, bytes], lock_dir: Path) -> bool:
     camera = CameraClient(stack.config.ingest_url, env["FACEGATE_CAMERA_TOKEN"])
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=30.0)
 
+    def signer(door: str) -> DoorSigner:
+        return DoorSigner.derive(secret, door, store.door_key_version(door))
+
     def public_key(door: str) -> str:
-        return str(DoorSigner.derive(secret, door, store.door_key_version(door)).public_key.hex)
+        return str(signer(door).public_key.hex)
 
     def upload(door: str, photo: str, badge: str | None) -> str:
         ticket = camera.presign(door, "cam1", badge, ext=photo.rsplit(".", 1)[-1])
@@ -167,16 +184,60 @@ def run_story(stack: Stack, photos: dict[str, bytes], lock_dir: Path) -> bool:
 
     print("== doors")
     admin.set_door(DoorPolicy("front", DoorMode.VERIFY, frozenset(), THRESHOLD))
-    admin.set_door(DoorPolicy("lobby", DoorMode.IDENTIFY, frozenset({"*"}), THRESHOLD))
-    print("front: badge + face (1:1), lobby: face only (1:K), threshold 0.6")
-    for door in ("front", "lobby"):
-        key = DoorSigner.derive(secret, door, store.door_key_version(door))
+    admin.set_door(
+        DoorPolicy("lobby", DoorMode.IDENTIFY, frozenset({"*"}), margin=DEFAULT_MARGIN, frames=3)
+    )
+    admin.set_door(DoorPolicy("gym", DoorMode.IDENTIFY, frozenset({"*"}), THRESHOLD))
+    print("front: badge + face (1:1, threshold 0.6); lobby: face only (1:K), threshold "
+          "calibrated for 0.1% of strangers' approaches of up to 3 frames, margin 0.1; gym: "
+          "face only with the fixed threshold 0.6 and no margin")
+    for door in ("front", "lobby", "gym"):
+        key = signer(door)
         print(f"{door} lock's Ed25519 public key (id {key.kid}): {key.public_key.hex}")
     print("\n== enrolling residents (through the encoder)")
-    for person, names in (("obama", ["obama.jpg", "obama2.jpg"]), ("biden", ["biden.jpg"])):
-        result = admin.enroll(person, [(n, photos[n]) for n in names], doors=["front"])
-        print(f"{person}: {len(result.templates)} template(s) from {', '.join(names)}; "
-              f"allowed at {', '.join(result.doors)}")
+    enrol_story(admin, photos)
+    print("\n== what each door promises (facegate doors list)")
+    print("\n".join(doors_list_lines(store, env)))
+    building_scale()
+
+    print("\n== at the doors (each line: the event as the lock received and verified it)")
+    all_ok, last_open = doors_story(client, public_key, upload)
+    print("\n== several frames of one approach at lobby (the lock hears one event each)")
+    ok, audit_frame = approaches_story(client, camera, public_key, photos)
+    all_ok &= ok
+
+    print("\n== a lock process that dies and comes back (facegate subscribe --state-dir)")
+    all_ok &= restart_story(store, public_key("lobby"), settings.redis_url, lock_dir, upload)
+
+    print("\n== the lock refuses what it must not trust")
+    if last_open is not None:
+        from facegate.clients.lock import DoorListener
+
+        listener = DoorListener(client, "lobby", public_key("lobby"))
+        listener.check(last_open)  # this lock has accepted the real event once
+        all_ok &= refusal_story(listener, last_open, audit_frame)
+    all_ok &= rotation_story(store, client, public_key, upload)
+
+    print("\n== decision log (facegate log; every frame of an approach included)")
+    for _, wire in reversed(store.read_log(None, count=12)):
+        e = json.loads(wire)["event"]
+        approach = f"  approach {e['approach'][:8]}" if e.get("approach") else ""
+        door_event = f"stream id {e['stream_id']}" if e.get("stream_id") else "audit only"
+        print(f"   {e['decision']:<4} {e['door']:<6} {e['reason']:<16} person="
+              f"{e['person'] or '-':<7} {door_event:<27}{approach}".rstrip())
+    print("\n" + ("every decision was the expected one" if all_ok else "SOME DECISIONS WERE WRONG"))
+    client.close()
+    store.close()
+    return all_ok
+
+
+def doors_story(
+    client: Any, public_key: Callable[[str], str], upload: Callable[[str, str, str | None], str]
+) -> tuple[bool, bytes | None]:
+    """One snapshot per case, each heard by a lock of its door: ``(as
+    expected, the wire of the lobby's last OPEN)``."""
+    from facegate.clients.lock import DoorListener
+    from facegate.tools.cli_lock import format_event
 
     cases = [
         Case("resident with his badge", "front", "obama3.jpg", "obama", ("OPEN", "granted")),
@@ -186,20 +247,16 @@ def run_story(stack: Stack, photos: dict[str, bytes], lock_dir: Path) -> bool:
         Case("unknown person", "lobby", "astronaut.png", None, ("DENY", "unknown_person")),
         Case("picture without a face", "lobby", "landscape.jpg", None, ("DENY", "no_face")),
         Case("truncated JPEG", "front", "truncated.jpg", "biden", ("DENY", "bad_image")),
+        Case("resident, no badge, fixed-threshold door", "gym", "obama3.jpg", None,
+             ("OPEN", "granted")),
     ]
-    print("\n== at the doors (each line: the event as the lock received and verified it)")
     all_ok = True
     last_open: bytes | None = None
     for case in cases:
         listener = DoorListener(client, case.door, public_key(case.door))
-        sent: dict[str, str] = {}
         listener.subscribe()  # returns once Redis confirmed: nothing published after is missed
-        sent["upload_id"] = upload(case.door, case.photo, case.badge)
-        got = None
-        for item in listener.events(timeout_s=60.0):
-            if item.upload_id == sent["upload_id"]:
-                got = item
-                break
+        upload_id = upload(case.door, case.photo, case.badge)
+        got = next((i for i in listener.events(timeout_s=60.0) if i.upload_id == upload_id), None)
         listener.close()
         badge = f"badge {case.badge}" if case.badge else "no badge"
         print(f"-- {case.title}: {case.photo} at {case.door}, {badge}")
@@ -213,46 +270,7 @@ def run_story(stack: Stack, photos: dict[str, bytes], lock_dir: Path) -> bool:
         all_ok &= outcome == case.expect
         if got.event.granted and case.door == "lobby":
             last_open = got.wire
-
-    print("\n== a lock process that dies and comes back (facegate subscribe --state-dir)")
-    all_ok &= restart_story(store, public_key("lobby"), settings.redis_url, lock_dir, upload)
-
-    print("\n== the lock refuses what it must not trust")
-    if last_open is not None:
-        listener = DoorListener(client, "lobby", public_key("lobby"))
-        listener.check(last_open)  # this lock has accepted the real event once
-        all_ok &= refusal_story(listener, last_open)
-    all_ok &= rotation_story(store, client, public_key, upload)
-
-    print("\n== decision log (facegate log)")
-    for _, wire in reversed(store.read_log(None, count=len(cases) + 4)):
-        e = json.loads(wire)["event"]
-        print(f"   {e['decision']:<4} {e['door']:<6} {e['reason']:<16} person={e['person']}")
-    print("\n" + ("every decision was the expected one" if all_ok else "SOME DECISIONS WERE WRONG"))
-    client.close()
-    store.close()
-    return all_ok
-
-
-def rotation_story(store: Any, client: Any, public_key: Any, upload: Any) -> bool:
-    """Rotate the lobby's key: only a lock holding the new key accepts what follows."""
-    from facegate.clients.lock import DoorListener
-
-    old = public_key("lobby")
-    version = store.rotate_door_key("lobby")
-    new = public_key("lobby")
-    print(f"\n== facegate doors rotate-key lobby: version {version}, new public key {new[:16]}...")
-    both = DoorListener(client, "lobby", [old, new])
-    both.subscribe()
-    upload_id = upload("lobby", "obama3.jpg", None)
-    got = next((i for i in both.events(timeout_s=60.0) if i.upload_id == upload_id), None)
-    both.close()
-    only_old = DoorListener(client, "lobby", old).check(got.wire) if got else None
-    print(f"   lock holding old + new key  -> "
-          f"{'accepted ' + got.event.decision.value if got and got.event else 'refused!'}")
-    print(f"   lock holding the old key    -> "
-          f"{'rejected: ' + str(only_old.rejected) if only_old else 'no event!'}")
-    return bool(got and got.event and only_old and only_old.rejected == "unknown_key")
+    return all_ok, last_open
 
 
 if __name__ == "__main__":

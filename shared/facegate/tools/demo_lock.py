@@ -1,6 +1,7 @@
 """The demo's lock chapters (``python -m facegate.tools.demo``): a lock process
 killed and started again that catches up without acting twice, what it
-refuses, and a key rotation.
+refuses (copies, fakes, and the audit record of an approach's frame that did
+not open), and a key rotation.
 
 The lock here is ``facegate subscribe`` as its own process, holding only the
 door's public key, its state in ``<demo state>/lock`` and its accepted
@@ -140,8 +141,9 @@ def _line(e: dict[str, Any]) -> str:
             f"stream id {e.get('stream_id')}")
 
 
-def refusal_story(listener: Any, real_open: bytes) -> bool:
-    """The lock (which accepted ``real_open`` once) refuses copies and fakes."""
+def refusal_story(listener: Any, real_open: bytes, audit_frame: str | None = None) -> bool:
+    """The lock (which accepted ``real_open`` once) refuses copies and fakes,
+    and a frame's audit record (``audit_frame``: signed, but no door event)."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from facegate.core.event_verify import canonical_json, key_id, signed_message
@@ -155,11 +157,17 @@ def refusal_story(listener: Any, real_open: bytes) -> bool:
     own = dict(doc, kid=kid, sig=attacker.sign(signed_message(kid, doc["event"])).hex())
     hmac_style = {"event": doc["event"], "sig": "ab" * 32}
     ok = True
-    for label, wire in (("replay of the real OPEN", real_open),
-                        ("same OPEN, person changed", canonical_json(tampered)),
-                        ("same OPEN, made-up signature", canonical_json(made_up)),
-                        ("OPEN signed with an attacker's key", canonical_json(own)),
-                        ("old HMAC-style event", canonical_json(hmac_style))):
+    cases: list[tuple[str, bytes]] = [
+        ("replay of the real OPEN", real_open),
+        ("same OPEN, person changed", canonical_json(tampered)),
+        ("same OPEN, made-up signature", canonical_json(made_up)),
+        ("OPEN signed with an attacker's key", canonical_json(own)),
+        ("old HMAC-style event", canonical_json(hmac_style)),
+    ]
+    if audit_frame is not None:
+        what = json.loads(audit_frame)["event"]["decision"]
+        cases.append((f"a frame's audit record ({what})", audit_frame.encode()))
+    for label, wire in cases:
         item = listener.check(wire)
         verdict = f"rejected: {item.rejected}" if item.rejected else "ACCEPTED (bad!)"
         print(f"   {label:<36} -> {verdict}")
@@ -167,4 +175,25 @@ def refusal_story(listener: Any, real_open: bytes) -> bool:
     return ok
 
 
-__all__ = ["LockProcess", "refusal_story", "restart_story"]
+def rotation_story(store: Any, client: Any, public_key: Any, upload: Upload) -> bool:
+    """Rotate the lobby's key: only a lock holding the new key accepts what follows."""
+    from facegate.clients.lock import DoorListener
+
+    old = public_key("lobby")
+    version = store.rotate_door_key("lobby")
+    new = public_key("lobby")
+    print(f"\n== facegate doors rotate-key lobby: version {version}, new public key {new[:16]}...")
+    both = DoorListener(client, "lobby", [old, new])
+    both.subscribe()
+    upload_id = upload("lobby", "obama3.jpg", None)
+    got = next((i for i in both.events(timeout_s=60.0) if i.upload_id == upload_id), None)
+    both.close()
+    only_old = DoorListener(client, "lobby", old).check(got.wire) if got else None
+    print(f"   lock holding old + new key  -> "
+          f"{'accepted ' + got.event.decision.value if got and got.event else 'refused!'}")
+    print(f"   lock holding the old key    -> "
+          f"{'rejected: ' + str(only_old.rejected) if only_old else 'no event!'}")
+    return bool(got and got.event and only_old and only_old.rejected == "unknown_key")
+
+
+__all__ = ["LockProcess", "refusal_story", "restart_story", "rotation_story"]

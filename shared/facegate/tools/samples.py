@@ -6,11 +6,15 @@ public domain). We fetch that sdist with pip (no dlib build, nothing
 installed), extract only the images, and cache them under the user cache.
 ``scikit-image``'s wheel carries ``skimage/data/astronaut.png`` (NASA
 portrait of Eileen Collins, public domain): a face nobody enrols, fetched the
-same way (:func:`astronaut_path`).
+same way (:func:`astronaut_path`). ``matplotlib``'s wheel (installed with the
+engine extra) carries ``mpl-data/sample_data/grace_hopper.jpg`` (US Navy
+portrait of Grace Hopper, public domain): a third resident for the demo
+(:func:`grace_hopper_path`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -111,3 +115,15 @@ def astronaut_path() -> Path:
         partial.write_bytes(data)
         partial.rename(target)
     return target
+
+
+def grace_hopper_path() -> Path:
+    """``grace_hopper.jpg`` from the installed matplotlib (no download)."""
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("matplotlib is not installed (pip install 'facegate[engine]')")
+    for root in spec.submodule_search_locations:
+        path = Path(root) / "mpl-data" / "sample_data" / "grace_hopper.jpg"
+        if path.is_file():
+            return path
+    raise ConfigError("this matplotlib does not ship sample_data/grace_hopper.jpg")
