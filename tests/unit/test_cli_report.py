@@ -50,3 +50,40 @@ def test_enrol_advice_names_each_door_that_lets_the_person_in() -> None:
     assert len(lines) == 1 and "at lobby: a resident with 1 photo(s)" in lines[0]
     assert "with one more photo" in lines[0]
     assert enrol_advice(store, "nobody", {}) == []
+
+
+def test_log_marks_the_frames_that_were_not_door_events(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+    from types import SimpleNamespace
+
+    from facegate.core import keys
+    from facegate.core.messages import Decision, DoorEvent, Reason
+    from facegate.core.signing import DoorSigner
+    from facegate.tools import cli_pipeline
+
+    store = MemoryStore()
+    sign = DoorSigner.derive("log-test-secret-0123456789", "lobby").sign
+    approach = keys.new_upload_id()
+
+    def event(decision: Decision, with_approach: bool) -> DoorEvent:
+        granted = decision is Decision.OPEN
+        return DoorEvent(
+            id=keys.new_upload_id(), upload_id=keys.new_upload_id(), door="lobby",
+            camera="cam", decision=decision,
+            reason=Reason.GRANTED if granted else Reason.UNKNOWN_PERSON,
+            person="alice" if granted else None, issued_at=1000.0, expires_at=1030.0,
+            approach=approach if with_approach else None,
+        )
+
+    assert store.record_decision(event(Decision.DENY, False), sign) is not None
+    for decision in (Decision.DENY, Decision.OPEN):
+        store.record_frame(event(decision, True), sign, window_end=1001.0, now=1000.0,
+                           max_frames=3)
+    monkeypatch.setattr(cli_pipeline, "_ctx", lambda: SimpleNamespace(store=store))
+    assert cli_pipeline.cmd_log(argparse.Namespace(door=None, count=10, json=False)) == 0
+    lines = capsys.readouterr().out.splitlines()[::-1]  # oldest first
+    assert len(lines) == 3
+    assert ["audit only" in line for line in lines] == [False, True, False]
+    assert [f"approach={approach}" in line for line in lines] == [False, True, True]

@@ -26,7 +26,8 @@ make one, so a stolen lock cannot open any door.
 or raises :class:`EventRejected` whose ``reason`` is one of
 
 ``malformed``    not the wire format, too large, or signed fields that do not
-                 validate (this includes an event without a stream id);
+                 validate (this includes an event without a stream id: the
+                 audit record of an approach's frame that did not open);
 ``forged``       an algorithm other than Ed25519, no key id or signature of the
                  right form, or an event for another door;
 ``unknown_key``  signed with a key this lock does not hold (another door's, a
@@ -322,7 +323,9 @@ def verify_event(
     except (BadMessageError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise EventRejected("malformed", str(exc)[:200]) from exc
     if event.stream_id is None:
-        raise EventRejected("malformed", "event carries no stream id (never recorded)")
+        raise EventRejected(
+            "malformed", "event carries no stream id (not a door event: never in a door stream)"
+        )
     if stream_id is not None and stream_id != event.stream_id:
         raise EventRejected(
             "tampered", f"stream entry {stream_id[:40]} carries event signed for {event.stream_id}"

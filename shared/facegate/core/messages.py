@@ -250,7 +250,9 @@ class DoorEvent(_Message):
     expires_at: float
     stream_id: str | None = None
     """The event's entry id in its door's stream (``<ms>-<seq>``), chosen
-    when it is recorded and covered by the signature; ``None`` only before."""
+    when it is recorded and covered by the signature; ``None`` before that,
+    and in the audit record of an approach's frame that was not its door
+    event (which no lock accepts)."""
     stamps: dict[str, float] = field(default_factory=dict)
     approach: str | None = None
 
