@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from facegate.runtime.secrets import DEV_CAMERA_TOKEN, DEV_WEBHOOK_TOKEN, SecretRule
+from facegate.runtime.secrets import SecretRule
 from facegate.runtime.settings import CommonSettings, Endpoint
 
 
@@ -15,10 +15,8 @@ class IngestSettings(CommonSettings):
 
     ingest_host: str = "127.0.0.1"
     ingest_port: int = Field(18700, ge=1, le=65535)
-    webhook_token: Annotated[SecretStr, SecretRule(DEV_WEBHOOK_TOKEN)] = SecretStr(
-        DEV_WEBHOOK_TOKEN
-    )
-    camera_token: Annotated[SecretStr, SecretRule(DEV_CAMERA_TOKEN)] = SecretStr(DEV_CAMERA_TOKEN)
+    webhook_token: Annotated[SecretStr, SecretRule()]
+    camera_token: Annotated[SecretStr, SecretRule()]
     presign_expiry_s: int = Field(60, ge=5, le=3600)
     notifications: Literal["seaweedfs", "minio", "none"] = Field(
         "seaweedfs", description="how bucket events reach ingest"

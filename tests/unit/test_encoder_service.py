@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+from secrets_env import with_secrets
 
 from facegate.adapters.replies import parse_reply
 from facegate.core.errors import ImageError, StoreUnavailableError, TransientError
@@ -117,7 +118,7 @@ def make(objects: dict[str, bytes | BaseException], *, store: FakeStore | None =
             raise ConnectionError("broker down")
         sent.append(m)
 
-    settings = EncoderSettings.from_env({"FACEGATE_ENV": "development"})
+    settings = EncoderSettings.from_env(with_secrets(env="development"))
     service = EncoderService(settings, FakeObjects(objects), store,  # type: ignore[arg-type]
                              engine, send, clock=lambda: now)
     return service, store, engine, sent

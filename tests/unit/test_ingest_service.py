@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 
 import pytest
+from secrets_env import with_secrets
 
 from facegate.adapters.memory_objects import MemoryObjectStore
 from facegate.adapters.memory_store import MemoryStore
@@ -52,7 +53,7 @@ class World:
 @pytest.fixture
 def world() -> World:
     settings = IngestSettings.from_env(
-        {"FACEGATE_CAMERA_TOKEN": CAM, "FACEGATE_WEBHOOK_TOKEN": HOOK}
+        with_secrets(camera_token=CAM, webhook_token=HOOK)
     )
     claims, objects, sender, clock = MemoryStore(), MemoryObjectStore(BUCKET), Sender(), [5000.0]
     app = IngestApp(settings, objects, claims, sender, clock=lambda: clock[0])

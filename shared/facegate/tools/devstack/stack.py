@@ -89,7 +89,7 @@ class Stack:
         if all(values.get(n) for n in SECRET_NAMES):
             return values
         values = {
-            "FACEGATE_S3_ACCESS_KEY": "fg" + secrets.token_hex(8),
+            "FACEGATE_S3_ACCESS_KEY": "fg" + secrets.token_hex(16),
             "FACEGATE_S3_SECRET_KEY": secrets.token_urlsafe(30),
             "FACEGATE_SIGNING_SECRET": secrets.token_urlsafe(32),
             "FACEGATE_WEBHOOK_TOKEN": secrets.token_urlsafe(24),
