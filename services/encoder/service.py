@@ -35,7 +35,7 @@ from facegate.adapters.replies import encode_reply, face_box
 from facegate.adapters.store import EncoderStore
 from facegate.core.errors import ImageError, PermanentError, TransientError
 from facegate.core.messages import EncodeRequest, MatchRequest, Reason, UploadKind
-from facegate.core.policy import DEADLINE_STAMPS
+from facegate.core.policy import is_stale
 from facegate.engine.images import decode_image
 from facegate.engine.types import Face, FaceEncoder, Image
 from services.encoder.settings import EncoderSettings
@@ -136,12 +136,11 @@ class EncoderService:
     # --- stages -------------------------------------------------------------------
 
     def _expired(self, request: EncodeRequest, now: float) -> bool:
-        """An access upload already past the door's deadline (the matcher
-        would deny it with ``timeout``): not worth encoding."""
+        """An access upload the matcher will deny with ``timeout`` (the same
+        rule, :func:`~facegate.core.policy.is_stale`): not worth fetching."""
         if request.kind is not UploadKind.ACCESS:
             return False
-        times = [request.stamps[s] for s in DEADLINE_STAMPS if s in request.stamps]
-        return bool(times) and now - min(times) > self.settings.deadline_s
+        return is_stale(request.stamps, now, self.settings.deadline_s, self.settings.clock_skew_s)
 
     def _fetch(self, request: EncodeRequest, expired: bool = False) -> bytes | BaseException:
         if expired:

@@ -153,7 +153,15 @@ class MatcherService:
             gallery = Gallery.empty(int(probe.shape[1]))
         else:
             gallery = self.gallery(model_id, int(probe.shape[1]))
-        return decide(policy, request, probe, gallery, now, deadline_s=self.settings.deadline_s)
+        return decide(
+            policy,
+            request,
+            probe,
+            gallery,
+            now,
+            deadline_s=self.settings.deadline_s,
+            clock_skew_s=self.settings.clock_skew_s,
+        )
 
     def handle(self, request: MatchRequest) -> Outcome:
         """Decide one upload and record its event (exactly once)."""
@@ -213,7 +221,7 @@ class MatcherService:
         wire = sign_event(event, self.door_key(door))
         recorded = self.store.record_decision(wire, event)
         if recorded:
-            since = stamps.get("uploaded", stamps.get("ingested"))
+            since = stamps.get("uploaded")
             log.info(
                 "door %s upload %s: %s %s person=%s distance=%s latency=%s",
                 door,

@@ -103,7 +103,7 @@ def format_event(item: Any, door: str | None = None) -> str:
     if item.event is None:
         return f"REJECTED  {item.rejected}: {item.detail}"
     e = item.event
-    since = e.stamps.get("uploaded", e.stamps.get("ingested"))
+    since = e.stamps.get("uploaded")
     latency = f"{(item.received_at - since) * 1000:6.0f} ms" if since is not None else "      ?"
     distance = f"d={e.distance:.3f}" if e.distance is not None else "d=-    "
     return (
