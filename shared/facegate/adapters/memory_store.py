@@ -64,6 +64,7 @@ class MemoryStore:
         self._people: dict[str, tuple[str, dict[str, F32]]] = {}
         self._doors: dict[str, DoorPolicy] = {}
         self._streams: dict[str, list[StreamEntry]] = {}
+        self._cursors: dict[str, str] = {}
         self._last_ms = 0
         self._seq = 0
 
@@ -250,6 +251,43 @@ class MemoryStore:
             claim = self._get(name)
             if claim is not None:
                 self._expiring[name] = (replace(claim, enqueued_at=when), self._expiring[name][1])
+
+    # --- reconciler state -------------------------------------------------------------------
+
+    def mark_pending(self, upload_id: str, ttl_s: int) -> None:
+        with self._cond:
+            self._check()
+            self._put(keys.pending_key(upload_id), True, ttl_s)
+
+    def is_pending(self, upload_id: str) -> bool:
+        with self._cond:
+            self._check()
+            return self._get(keys.pending_key(upload_id)) is not None
+
+    def hold_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        with self._cond:
+            self._check()
+            current = self._get(name)
+            if current is not None and current != holder:
+                return False
+            self._put(name, holder, ttl_s)
+            return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self._cond:
+            self._check()
+            if self._get(name) == holder:
+                self._expiring.pop(name, None)
+
+    def get_cursor(self, name: str) -> str:
+        with self._cond:
+            self._check()
+            return str(self._cursors.get(name, ""))
+
+    def set_cursor(self, name: str, value: str) -> None:
+        with self._cond:
+            self._check()
+            self._cursors[name] = value
 
     # --- decisions -------------------------------------------------------------------------
 

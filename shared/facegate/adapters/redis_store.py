@@ -30,9 +30,9 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
+from facegate.adapters.redis_claims import RedisIngestState
 from facegate.adapters.redis_codec import (
     FORMAT_VERSION,
-    MARK_ENQUEUED_LUA,
     RECORD_LUA,
     decode_probe,
     decode_templates,
@@ -49,7 +49,7 @@ from facegate.adapters.store import (
     probe_rows,
 )
 from facegate.core import keys
-from facegate.core.errors import BadMessageError, RedisUnavailableError
+from facegate.core.errors import RedisUnavailableError
 from facegate.core.messages import DoorEvent
 from facegate.core.policy import DoorPolicy
 
@@ -57,8 +57,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-class RedisStore:
-    """All of facegate's Redis state, behind one small interface.
+class RedisStore(RedisIngestState):
+    """All of facegate's Redis state, behind one small interface (claims,
+    pending marks and the reconciler's state in
+    :class:`~facegate.adapters.redis_claims.RedisIngestState`).
 
     ``client`` is a ``redis.Redis`` (bytes responses, the default). Nothing
     connects until the first call.
@@ -77,7 +79,7 @@ class RedisStore:
         self.stream_maxlen = stream_maxlen
         self.decision_ttl_s = decision_ttl_s
         self._record = client.register_script(RECORD_LUA)
-        self._mark_enqueued = client.register_script(MARK_ENQUEUED_LUA)
+        self._register_ingest_scripts()
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStore:
@@ -261,60 +263,6 @@ class RedisStore:
             pipe.incr(keys.GALLERY_VERSION)
             deleted, removed, _ = pipe.execute()
         return bool(deleted or removed)
-
-    # --- claims -------------------------------------------------------------------
-
-    def put_claim(
-        self,
-        upload_id: str,
-        *,
-        key: str,
-        door: str,
-        camera: str,
-        badge: str | None,
-        ttl_s: int,
-        direct: bool = False,
-    ) -> None:
-        """Bind a badge (or none) to the object key of one upload."""
-        mapping = {
-            "key": key,
-            "door": keys.check_door(door),
-            "camera": keys.check_camera(camera),
-            "badge": "" if badge is None else keys.check_person(badge),
-        }
-        if direct:
-            mapping["direct"] = "1"
-        name = keys.claim_key(upload_id)
-        with translated("put_claim"):
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hset(name, mapping=mapping)  # type: ignore[arg-type]
-            pipe.expire(name, ttl_s)
-            pipe.execute()
-
-    def get_claim(self, upload_id: str) -> Claim | None:
-        with translated("get_claim"):
-            raw = self.client.hgetall(keys.claim_key(upload_id))
-        if not raw:
-            return None
-        fields = {str(text(k)): str(text(v)) for k, v in raw.items()}  # type: ignore[union-attr]
-        try:
-            enqueued = fields.get("enqueued")
-            return Claim(
-                upload_id=upload_id,
-                key=fields["key"],
-                door=fields["door"],
-                camera=fields["camera"],
-                badge=fields["badge"] or None,
-                direct=fields.get("direct") == "1",
-                enqueued_at=None if not enqueued else float(enqueued),
-            )
-        except (KeyError, ValueError) as exc:
-            raise BadMessageError(f"claim of {upload_id} is malformed") from exc
-
-    def mark_enqueued(self, upload_id: str, when: float) -> None:
-        """Note that the upload was sent to the encoder (only while its claim exists)."""
-        with translated("mark_enqueued"):
-            self._mark_enqueued(keys=[keys.claim_key(upload_id)], args=[f"{when:.6f}"])
 
     # --- decisions ------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ Each service depends only on the part it uses::
     GalleryStore    people and their templates, with a version counter
     DoorStore       door policies
     ClaimStore      the badge bound to an upload's object key (ingest)
+    ReconcileStore  pending marks, the reconciler's lease and cursor (ingest)
     DecisionStore   the exactly-once decision, the door and audit streams
     ReplyStore      enrolment results for the waiting administrator
 
@@ -176,6 +177,24 @@ class ClaimStore(Protocol):
         """Note that the upload was sent to the encoder (only while its claim exists)."""
 
 
+class ReconcileStore(Protocol):
+    def mark_pending(self, upload_id: str, ttl_s: int) -> None:
+        """Note that the upload was sent on and its decision is awaited."""
+
+    def is_pending(self, upload_id: str) -> bool: ...
+
+    def hold_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        """Take the lease ``name`` for ``holder`` (or renew it when ``holder``
+        has it); ``False`` while another holder has it."""
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up, only if ``holder`` has it."""
+
+    def get_cursor(self, name: str) -> str: ...
+
+    def set_cursor(self, name: str, value: str) -> None: ...
+
+
 class DecisionStore(Protocol):
     def record_decision(self, event_wire: bytes, event: DoorEvent) -> bool:
         """Record, stream and publish once per upload; ``False`` when already decided."""
@@ -199,12 +218,30 @@ class MatcherStore(ProbeStore, GalleryStore, DoorStore, DecisionStore, Protocol)
     """What the matcher reads and writes."""
 
 
+class IngestStore(ClaimStore, ReconcileStore, Protocol):
+    """What ingest reads and writes: claims, pending marks, the reconciler's
+    state; whether a door exists and whether an upload was decided."""
+
+    def get_door(
+        self, door: str, *, default_threshold: float = 0.6, default_margin: float = 0.0
+    ) -> DoorPolicy | None: ...
+
+    def get_decision(self, upload_id: str) -> bytes | None: ...
+
+
 class EncoderStore(ProbeStore, ReplyStore, Protocol):
     """What the encoder writes."""
 
 
 class Store(
-    ProbeStore, GalleryStore, DoorStore, ClaimStore, DecisionStore, ReplyStore, Protocol
+    ProbeStore,
+    GalleryStore,
+    DoorStore,
+    ClaimStore,
+    ReconcileStore,
+    DecisionStore,
+    ReplyStore,
+    Protocol,
 ):
     """Everything (what the administrator and the tools use)."""
 
@@ -217,9 +254,11 @@ __all__ = [
     "DoorStore",
     "EncoderStore",
     "GalleryStore",
+    "IngestStore",
     "MatcherStore",
     "Probe",
     "ProbeStore",
+    "ReconcileStore",
     "ReplyStore",
     "Store",
     "StreamEntry",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from facegate.core.errors import FacegateError
+from facegate.core.keys import IMAGE_EXTENSIONS
 
 
 class CameraError(FacegateError):
@@ -46,7 +47,8 @@ class Ticket:
     issued: float
 
 
-CONTENT_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png"}
+CONTENT_TYPES = IMAGE_EXTENSIONS
+"""Extension -> content type of the images ingest accepts."""
 
 
 class CameraClient:
