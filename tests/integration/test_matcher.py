@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import redis
 from celery import Celery
+from secrets_env import TEST_SECRETS
 
 from facegate.adapters.celery_app import MATCH_QUEUE, MATCH_TASK, make_celery, send_match
 from facegate.adapters.redis_store import RedisStore
@@ -64,6 +65,7 @@ def matcher(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     redis.Redis.from_url(broker_url).flushdb()
     env = {
         **os.environ,
+        **TEST_SECRETS,
         "FACEGATE_ENV": "development",
         "FACEGATE_REDIS_URL": data_url,
         "FACEGATE_BROKER_URL": broker_url,
@@ -219,6 +221,8 @@ def test_verify_granted_and_signed(matcher: Matcher, site: Site) -> None:
         ("bad_image", Reason.BAD_IMAGE),
         ("timeout", Reason.TIMEOUT),
         ("unknown_door", Reason.UNKNOWN_DOOR),
+        ("unclaimed_identify", Reason.UNCLAIMED),
+        ("unclaimed_stale", Reason.TIMEOUT),
         ("stranger", Reason.UNKNOWN_PERSON),
         ("identify_not_allowed", Reason.NOT_ALLOWED_HERE),
     ],
@@ -247,6 +251,12 @@ def test_denied_reasons(matcher: Matcher, site: Site, case: str, reason: Reason)
     elif case == "unknown_door":
         door = fresh("nowhere")
         uid = submit(matcher, door, a, badge=alice)
+    elif case == "unclaimed_identify":  # alice's own face, at a door she may pass
+        door = idoor
+        uid = submit(matcher, door, a, error=Reason.UNCLAIMED)
+    elif case == "unclaimed_stale":
+        door = idoor
+        uid = submit(matcher, door, None, error=Reason.UNCLAIMED, uploaded=time.time() - 11)
     elif case == "stranger":
         door = idoor
         uid = submit(matcher, door, unit(1234)[None])

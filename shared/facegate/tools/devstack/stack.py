@@ -320,6 +320,24 @@ class Stack:
         self.ready_file(name).unlink(missing_ok=True)
         return stopped
 
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> int | None:
+        """Send ``sig`` to a running process's group without the orderly stop
+        (a crash, for fault tests); wait until it is gone when ``sig`` is
+        SIGKILL, and reap it. Returns its pid, ``None`` when it was not running."""
+        pid = self.running_pid(name)
+        if pid is None:
+            return None
+        self._signal(pid, sig)
+        if sig is signal.SIGKILL:
+            child = self._children.pop(pid, None)
+            if child is not None:
+                child.wait(timeout=self.config.stop_timeout_s)
+            deadline = time.monotonic() + self.config.stop_timeout_s
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            self.ready_file(name).unlink(missing_ok=True)
+        return pid
+
     @staticmethod
     def _signal(pid: int, sig: signal.Signals) -> None:
         try:
