@@ -5,8 +5,9 @@ For each batch the :class:`~services.encoder.batcher.Batcher` hands over:
 
 1. stamp ``encode_start`` (queue wait = ``encode_start - ingested``);
 2. fetch every object concurrently (bounded by ``FACEGATE_MAX_IMAGE_BYTES``);
-3. decode each (bounded pixel count: a PNG declaring 50000x50000 is refused
-   from its header, before any pixel is allocated);
+3. decode each (bounded pixel count and expansion: a PNG declaring
+   50000x50000, or a 117 KiB PNG of 6000x6000, is refused from its header
+   before any pixel is allocated; see :mod:`facegate.engine.images`);
 4. run the face engine once on every decodable image of the batch;
 5. access uploads: write the probe (float32 encodings, model id, dimension,
    format version, boxes; TTL ``FACEGATE_PROBE_TTL_S``) and send
@@ -36,7 +37,7 @@ from facegate.adapters.store import EncoderStore
 from facegate.core.errors import ImageError, PermanentError, TransientError
 from facegate.core.messages import EncodeRequest, MatchRequest, Reason, UploadKind
 from facegate.core.policy import is_stale
-from facegate.engine.images import decode_image
+from facegate.engine.images import DEFAULT_MAX_PIXELS, decode_image
 from facegate.engine.types import Face, FaceEncoder, Image
 from services.encoder.settings import EncoderSettings
 
@@ -119,7 +120,7 @@ class EncoderService:
         *,
         clock: Callable[[], float] = time.time,
         fetch_threads: int = 8,
-        max_pixels: int = 40_000_000,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.settings = settings
         self.objects = objects

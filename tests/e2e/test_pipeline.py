@@ -54,6 +54,13 @@ def huge_png(width: int = 50_000, height: int = 50_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
+def flat_png(side: int) -> bytes:
+    """One colour, side x side: a real PNG that deflate packs about 1000:1."""
+    out = io.BytesIO()
+    Image.new("RGB", (side, side), (128, 128, 128)).save(out, format="PNG")
+    return out.getvalue()
+
+
 def landscape() -> bytes:
     from facegate.tools.demo import no_face_picture
 
@@ -178,6 +185,7 @@ BAD_INPUTS: dict[str, Callable[[dict[str, bytes]], tuple[str, bytes, str | None,
     "zero-bytes": lambda p: ("front", b"", "obama", "bad_image"),
     "text-file": lambda p: ("lobby", b"this is not an image\n" * 20, None, "bad_image"),
     "png-50000x50000": lambda p: ("lobby", huge_png(), None, "bad_image"),
+    "png-bomb-6000x6000-117KiB": lambda p: ("lobby", flat_png(6000), None, "bad_image"),
     "unknown-badge": lambda p: ("front", p["obama3.jpg"], "nobody", "unknown_person"),
 }
 
