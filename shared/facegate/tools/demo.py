@@ -1,7 +1,7 @@
 """``python -m facegate.tools.demo`` (``make demo``): the door story on real faces.
 
 Starts its own stack (Redis, SeaweedFS, ingest, one encoder, one matcher;
-ports 27300-27306, state in ``var/demo/``), then:
+ports 27300-27306, or ``--base-port``; state in ``var/demo/``), then:
 
 1. configures two doors: ``front`` (badge + face, 1:1) and ``lobby`` (face
    only, 1:K), and enrols two residents through the encoder (Barack Obama
@@ -18,6 +18,8 @@ ports 27300-27306, state in ``var/demo/``), then:
    - the same unknown person at ``lobby``                  -> DENY unknown_person
    - a picture without a face                              -> DENY no_face
    - a truncated JPEG                                      -> DENY bad_image
+   - the resident's photo written straight into the bucket with S3
+     credentials (no presigned URL, so no claim) at ``lobby`` -> DENY unclaimed
 
 3. shows the lock refusing a tampered copy and a replay of a real event;
 4. stops the stack (``--keep`` leaves it running).
@@ -50,6 +52,8 @@ class Case:
     photo: str
     badge: str | None
     expect: tuple[str, str]
+    via: str = "camera"
+    """``camera``: presigned PUT; ``bucket``: written with S3 credentials, unclaimed."""
 
 
 def no_face_picture() -> bytes:
@@ -78,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", action="store_true", help="leave the demo stack running")
     parser.add_argument("--state-dir", type=Path, default=DEMO_STATE)
+    parser.add_argument("--base-port", type=int, default=DEMO_BASE_PORT,
+                        help=f"first of the 7 ports the demo stack uses (default {DEMO_BASE_PORT})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -96,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     photos["truncated.jpg"] = photos["obama3.jpg"][: len(photos["obama3.jpg"]) // 3]
 
     stack = Stack(
-        StackConfig.for_tests(DEMO_BASE_PORT, state_dir=args.state_dir, ready_timeout_s=300.0)
+        StackConfig.for_tests(args.base_port, state_dir=args.state_dir, ready_timeout_s=300.0)
     )
     print(f"starting the stack (Redis, SeaweedFS, ingest, encoder, matcher) in {stack.state_dir}")
     t0 = time.monotonic()
@@ -132,6 +138,7 @@ def run_story(stack: Stack, photos: dict[str, bytes]) -> bool:
     from facegate.clients.admin import Admin
     from facegate.clients.camera import CameraClient
     from facegate.clients.lock import DoorListener
+    from facegate.core import keys
     from facegate.core.policy import DoorMode, DoorPolicy
     from facegate.core.signing import derive_door_key
     from facegate.runtime.settings import CommonSettings
@@ -141,7 +148,8 @@ def run_story(stack: Stack, photos: dict[str, bytes]) -> bool:
     settings = CommonSettings.from_env(env)
     store = RedisStore.from_url(settings.redis_url)
     celery = make_celery(settings, "facegate-demo")
-    admin = Admin(settings, store, MinioObjectStore(settings), lambda r: send_encode(celery, r))
+    objects = MinioObjectStore(settings)
+    admin = Admin(settings, store, objects, lambda r: send_encode(celery, r))
     camera = CameraClient(stack.config.ingest_url, env["FACEGATE_CAMERA_TOKEN"])
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=30.0)
 
@@ -163,6 +171,8 @@ def run_story(stack: Stack, photos: dict[str, bytes]) -> bool:
         Case("unknown person", "lobby", "astronaut.png", None, ("DENY", "unknown_person")),
         Case("picture without a face", "lobby", "landscape.jpg", None, ("DENY", "no_face")),
         Case("truncated JPEG", "front", "truncated.jpg", "biden", ("DENY", "bad_image")),
+        Case("written straight into the bucket (no claim)", "lobby", "obama3.jpg", None,
+             ("DENY", "unclaimed"), via="bucket"),
     ]
     print("\n== at the doors (each line: the event as the lock received and verified it)")
     all_ok = True
@@ -174,6 +184,12 @@ def run_story(stack: Stack, photos: dict[str, bytes]) -> bool:
         ext = case.photo.rsplit(".", 1)[-1]
 
         def upload(case: Case = case, sent: dict[str, str] = sent, ext: str = ext) -> None:
+            if case.via == "bucket":
+                upload_id = keys.new_upload_id()
+                key = keys.upload_object_key(case.door, "cam1", upload_id, ext)
+                objects.put(key, photos[case.photo], "image/jpeg")
+                sent["upload_id"] = upload_id
+                return
             ticket = camera.presign(case.door, "cam1", case.badge, ext=ext)
             camera.put(ticket, photos[case.photo])
             sent["upload_id"] = ticket.upload_id
@@ -184,6 +200,7 @@ def run_story(stack: Stack, photos: dict[str, bytes]) -> bool:
                 got = item
                 break
         badge = f"badge {case.badge}" if case.badge else "no badge"
+        badge += ", S3 keys" if case.via == "bucket" else ""
         print(f"-- {case.title}: {case.photo} at {case.door}, {badge}")
         if got is None or got.event is None:
             print("   no verified event!" if got is None else f"   {format_event(got)}")
