@@ -412,7 +412,7 @@ def test_check_config() -> None:
     ok = subprocess.run(
         cmd,
         cwd=ROOT,
-        env={**base, "FACEGATE_SIGNING_SECRET": SECRET},
+        env={**base, **TEST_SECRETS, "FACEGATE_SIGNING_SECRET": SECRET},
         capture_output=True,
         text=True,
         timeout=60,
@@ -426,9 +426,8 @@ def test_check_config() -> None:
         cwd=ROOT,
         env={
             **base,
+            **TEST_SECRETS,
             "FACEGATE_ENV": "production",
-            "FACEGATE_S3_ACCESS_KEY": "facegate-prod",
-            "FACEGATE_S3_SECRET_KEY": "q8Zr2Lw9Xv4Tn7Kp1Ys6",
             "FACEGATE_SIGNING_SECRET": "change-me",
         },
         capture_output=True,
@@ -438,3 +437,8 @@ def test_check_config() -> None:
     assert bad.returncode == 1
     assert "FACEGATE_SIGNING_SECRET" in bad.stderr
     assert "placeholder" in bad.stderr
+    # no secret at all: refused in development too, naming each missing one
+    none = subprocess.run(cmd, cwd=ROOT, env=base, capture_output=True, text=True, timeout=60)
+    assert none.returncode == 1
+    for name in ("FACEGATE_SIGNING_SECRET", "FACEGATE_S3_SECRET_KEY"):
+        assert f"{name}: must be set" in none.stderr

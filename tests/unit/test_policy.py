@@ -195,6 +195,9 @@ def test_a_stale_upload_is_timeout_whatever_the_earlier_stages_said(
     fresh = request(error=error, faces=0)
     assert run(IDENTIFY, fresh, empty, gallery).reason is error
     assert run(None, stale, empty, gallery).reason is Reason.UNKNOWN_DOOR
+    # no written-at at all (an unreadable message denied upstream): its own reason
+    unstamped = request(error=error, faces=0, stamps={})
+    assert run(IDENTIFY, unstamped, empty, gallery).reason is error
 
 
 def test_unclaimed_never_opens_even_with_an_enrolled_face(

@@ -5,11 +5,13 @@ request, the probe encodings, the gallery, the time) and returns a
 :class:`Verdict`. The rules, checked in this order, first match wins:
 
 1. no policy for the door -> ``DENY unknown_door``;
-2. the upload is stale (:func:`is_stale`): written more than ``deadline_s``
-   ago, written more than ``clock_skew_s`` in the future, or without a
-   written-at stamp at all -> ``DENY timeout``;
+2. the upload is stale: written more than ``deadline_s`` ago, or more than
+   ``clock_skew_s`` in the future -> ``DENY timeout``;
 3. an earlier stage denied it (``unclaimed`` from ingest, ``bad_image``
    from the encoder...) -> ``DENY`` with that reason;
+3b. no written-at stamp at all: its freshness cannot be shown ->
+   ``DENY timeout`` (after 3 so that a message the encoder could not read,
+   denied with ``internal_error`` and no stamps, keeps that reason);
 4. no face -> ``DENY no_face``; more than one -> ``DENY several_faces``
    (one person per passage: a second face could be someone tailgating);
 5. probe and gallery of different dimensions -> ``DENY internal_error``;
@@ -202,10 +204,17 @@ def decide(
     """
     if policy is None:
         return Verdict.deny(Reason.UNKNOWN_DOOR)
-    if deadline_s is not None and is_stale(request.stamps, now, deadline_s, clock_skew_s):
+    written = written_at(request.stamps)
+    if (
+        deadline_s is not None
+        and written is not None
+        and is_stale(request.stamps, now, deadline_s, clock_skew_s)
+    ):
         return Verdict.deny(Reason.TIMEOUT)
     if request.error is not None:
         return Verdict.deny(request.error)
+    if deadline_s is not None and written is None:
+        return Verdict.deny(Reason.TIMEOUT)
     faces = np.asarray(probe, dtype=np.float32)
     if faces.ndim == 1 and faces.size == 0:
         faces = faces.reshape(0, gallery.dim)
