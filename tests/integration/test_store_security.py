@@ -98,6 +98,60 @@ def test_no_unauthenticated_write_creates_an_upload(
     assert filer_put == "401", tried["filer:filer"]
 
 
+def _grpc_create_entry_request(directory: str, name: str, content: bytes) -> bytes:
+    """A ``filer_pb.CreateEntryRequest`` (weed/pb/filer.proto), encoded by hand."""
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            low, n = n & 0x7F, n >> 7
+            out.append(low | (0x80 if n else 0))
+            if not n:
+                return bytes(out)
+
+    def field(number: int, payload: bytes | int) -> bytes:
+        if isinstance(payload, int):
+            return varint(number << 3) + varint(payload)
+        return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+    now = int(time.time())
+    attributes = field(1, len(content)) + field(2, now) + field(3, 0o660) + field(6, now)
+    entry = field(1, name.encode()) + field(4, attributes) + field(9, content)
+    return field(1, directory.encode()) + field(2, entry)
+
+
+def test_the_filer_grpc_port_wants_a_client_certificate(
+    stack: Stack, object_store: MinioObjectStore
+) -> None:
+    """weed's filer gRPC ``CreateEntry`` writes an object with no credential
+    at all; the stack's mutual TLS turns every client without its certificate
+    away, with or without TLS of its own."""
+    grpc = pytest.importorskip("grpc", reason="grpcio comes with TensorFlow (the dev extra)")
+    name = keys.new_upload_id() + ".jpg"
+    request = _grpc_create_entry_request(
+        f"/buckets/{object_store.bucket}/uploads/front/intruder", name, JPEG
+    )
+    target = f"{HOST}:{stack.config.filer_port + GRPC_OFFSET}"
+    ca = (stack.state_dir / "seaweedfs" / "tls" / "ca.crt").read_bytes()
+    channels = {
+        "plaintext": grpc.insecure_channel(target),
+        "tls without a client certificate": grpc.secure_channel(
+            target, grpc.ssl_channel_credentials(root_certificates=ca)
+        ),
+    }
+    for label, channel in channels.items():
+        create = channel.unary_unary(
+            "/filer_pb.SeaweedFiler/CreateEntry",
+            request_serializer=lambda raw: raw,
+            response_deserializer=lambda raw: raw,
+        )
+        with pytest.raises(grpc.RpcError) as info:
+            create(request, timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE, label
+        channel.close()
+    assert object_store.stat(f"uploads/front/intruder/{name}") is None
+
+
 def test_the_filer_does_not_serve_uploads_without_a_jwt(
     stack: Stack, object_store: MinioObjectStore
 ) -> None:
@@ -138,7 +192,7 @@ def stack_secrets(stack: Stack, env: dict[str, str]) -> dict[str, str]:
                                  "FACEGATE_SIGNING_SECRET", "FACEGATE_WEBHOOK_TOKEN",
                                  "FACEGATE_CAMERA_TOKEN")}  # fmt: skip
     security = (stack.state_dir / "seaweedfs" / "security.toml").read_text()
-    for i, value in enumerate(re.findall(r'key = "([^"]+)"', security)):
+    for i, value in enumerate(re.findall(r'\[jwt[a-z_.]*\]\nkey = "([^"]+)"', security)):
         found[f"weed-jwt-{i}"] = value
     assert len(found) == 9
     return found
