@@ -258,17 +258,18 @@ def test_presigned_put_reaches_the_encode_queue(
     assert before <= task.stamps["uploaded"] <= after
     assert task.stamps["uploaded"] != int(task.stamps["uploaded"])  # not a whole-second mtime
     assert task.stamps["uploaded"] <= task.stamps["ingested"] <= time.time()
-    assert services_redis.exists(keys.pending_key(doc["upload_id"]))
     assert object_store.get(doc["key"], max_bytes=1000) == JPEG
     # The filer's event was counted once; a redelivery of it is a duplicate.
-    # Ingest marks the claim only after the send returned (a send that failed
-    # must not look done), so wait for the mark: a redelivery racing the first
-    # send may legitimately be sent again (the matcher still decides once).
+    # Ingest marks the claim (then the pending mark) only after the send
+    # returned (a send that failed must not look done), so wait for the marks:
+    # a redelivery racing the first send may legitimately be sent again (the
+    # matcher still decides once).
     claim_name = keys.claim_key(doc["upload_id"])
     deadline = time.monotonic() + 10
-    while services_redis.hget(claim_name, "enqueued") is None:
-        assert time.monotonic() < deadline, "ingest never marked the claim enqueued"
+    while not services_redis.exists(keys.pending_key(doc["upload_id"])):
+        assert time.monotonic() < deadline, "ingest never marked the upload pending"
         time.sleep(0.02)
+    assert services_redis.hget(claim_name, "enqueued") is not None
     token = client.settings.webhook_token.get_secret_value()
     status, result = client.request(
         "POST", "/v1/events", seaweed_event(client.settings.bucket, doc["key"]), token=token
