@@ -25,7 +25,8 @@ expiry, replay). Reported per run:
   pipeline's designed answer to uploads older than ``FACEGATE_DEADLINE_S``,
   are counted apart);
 - where the time goes, from the event's stamps: put_notify (PUT start ->
-  ingest received the bucket event), ingest, queue wait (-> encoder batch start),
+  the store wrote the object), ingest (-> the bucket event reached ingest and
+  it sent the task), queue wait (-> encoder batch start),
   fetch, decode, detect, embed, to matcher (encoder done -> match start),
   match, publish (-> the lock verified it); and the encoder batch sizes seen
   (uploads sharing one ``encode_start`` stamp were one batch).
@@ -93,8 +94,10 @@ STAGES = (
 )
 """(name, from, to): the stamps of a door event plus the client's own
 ``put_start`` and ``received`` times; consecutive, so the stages add up to the
-upload-to-event latency. ``uploaded`` is when ingest received the bucket event
-(SeaweedFS posts it before it answers the PUT)."""
+upload-to-event latency. ``uploaded`` is when the object store wrote the
+object (SeaweedFS's chunk write time, from its event body), so ``put_notify``
+is the PUT up to the write and ``ingest`` runs from the write through the
+bucket event to ingest's send."""
 
 log = logging.getLogger("bench.e2e_load")
 

@@ -313,6 +313,33 @@ class StoreContract:
         with pytest.raises(BadMessageError):
             store.put_claim(UID, key=key, door="a:b", camera="cam", badge=None, ttl_s=60)
 
+    def test_pending_marks(self, store: Store) -> None:
+        assert store.is_pending(UID) is False
+        store.mark_pending(UID, ttl_s=60)
+        assert store.is_pending(UID) is True
+        assert store.is_pending(keys.new_upload_id()) is False
+        with pytest.raises(BadMessageError):
+            store.mark_pending("not-an-id", ttl_s=60)
+
+    def test_one_lease_holder_at_a_time(self, store: Store) -> None:
+        lease = keys.RECONCILER_LEASE
+        assert store.hold_lease(lease, "ingest-a", ttl_s=0.3) is True
+        assert store.hold_lease(lease, "ingest-b", ttl_s=0.3) is False
+        assert store.hold_lease(lease, "ingest-a", ttl_s=0.3) is True  # renewed by its holder
+        store.release_lease(lease, "ingest-b")  # not b's to release
+        assert store.hold_lease(lease, "ingest-b", ttl_s=0.3) is False
+        store.release_lease(lease, "ingest-a")
+        assert store.hold_lease(lease, "ingest-b", ttl_s=0.3) is True
+        time.sleep(0.45)  # b stopped renewing (crashed): the lease frees itself
+        assert store.hold_lease(lease, "ingest-a", ttl_s=0.3) is True
+
+    def test_cursor(self, store: Store) -> None:
+        assert store.get_cursor(keys.RECONCILER_CURSOR) == ""
+        store.set_cursor(keys.RECONCILER_CURSOR, "uploads/front/cam/" + UID + ".jpg")
+        assert store.get_cursor(keys.RECONCILER_CURSOR) == "uploads/front/cam/" + UID + ".jpg"
+        store.set_cursor(keys.RECONCILER_CURSOR, "")
+        assert store.get_cursor(keys.RECONCILER_CURSOR) == ""
+
     def test_record_decision_exactly_once(self, store: Store) -> None:
         ev = event()
         recorded = store.record_decision(ev, sign)

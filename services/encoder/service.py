@@ -5,8 +5,9 @@ For each batch the :class:`~services.encoder.batcher.Batcher` hands over:
 
 1. stamp ``encode_start`` (queue wait = ``encode_start - ingested``);
 2. fetch every object concurrently (bounded by ``FACEGATE_MAX_IMAGE_BYTES``);
-3. decode each (bounded pixel count: a PNG declaring 50000x50000 is refused
-   from its header, before any pixel is allocated);
+3. decode each (bounded pixel count and expansion: a PNG declaring
+   50000x50000, or a 117 KiB PNG of 6000x6000, is refused from its header
+   before any pixel is allocated; see :mod:`facegate.engine.images`);
 4. run the face engine once on every decodable image of the batch;
 5. access uploads: write the probe (float32 encodings, model id, dimension,
    format version, boxes; TTL ``FACEGATE_PROBE_TTL_S``) and send
@@ -35,8 +36,8 @@ from facegate.adapters.replies import encode_reply, face_box
 from facegate.adapters.store import EncoderStore
 from facegate.core.errors import ImageError, PermanentError, TransientError
 from facegate.core.messages import EncodeRequest, MatchRequest, Reason, UploadKind
-from facegate.core.policy import DEADLINE_STAMPS
-from facegate.engine.images import decode_image
+from facegate.core.policy import is_stale
+from facegate.engine.images import DEFAULT_MAX_PIXELS, decode_image
 from facegate.engine.types import Face, FaceEncoder, Image
 from services.encoder.settings import EncoderSettings
 
@@ -119,7 +120,7 @@ class EncoderService:
         *,
         clock: Callable[[], float] = time.time,
         fetch_threads: int = 8,
-        max_pixels: int = 40_000_000,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         self.settings = settings
         self.objects = objects
@@ -136,12 +137,11 @@ class EncoderService:
     # --- stages -------------------------------------------------------------------
 
     def _expired(self, request: EncodeRequest, now: float) -> bool:
-        """An access upload already past the door's deadline (the matcher
-        would deny it with ``timeout``): not worth encoding."""
+        """An access upload the matcher will deny with ``timeout`` (the same
+        rule, :func:`~facegate.core.policy.is_stale`): not worth fetching."""
         if request.kind is not UploadKind.ACCESS:
             return False
-        times = [request.stamps[s] for s in DEADLINE_STAMPS if s in request.stamps]
-        return bool(times) and now - min(times) > self.settings.deadline_s
+        return is_stale(request.stamps, now, self.settings.deadline_s, self.settings.clock_skew_s)
 
     def _fetch(self, request: EncodeRequest, expired: bool = False) -> bytes | BaseException:
         if expired:

@@ -1,7 +1,8 @@
 """``python -m services.ingest [--check-config]``: the ingest HTTP service.
 
 Reads :class:`~facegate.runtime.settings.IngestSettings` from the environment, makes
-sure the uploads bucket exists (bounded wait for the store), then serves on
+sure the uploads bucket exists (bounded wait for the store), starts the
+reconciler thread (``reconciler.py``), then serves on
 ``FACEGATE_INGEST_HOST:FACEGATE_INGEST_PORT`` until SIGTERM or SIGINT, which
 finish the requests in flight and exit 0. ``--check-config`` prints the
 validated settings with secrets masked and exits 0 (or the error and 1).
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = started.settings
     from services.ingest.app import build
     from services.ingest.http import make_server
+    from services.ingest.reconciler import start_reconciler
 
     app = build(settings)
     try:
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         app.close()
         return 1
     server = make_server(app, settings.ingest_host, settings.ingest_port)
+    stop_reconciler = threading.Event()
+    reconciler = start_reconciler(app, stop_reconciler)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: shutting down", signum)
@@ -74,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
+        stop_reconciler.set()
+        if reconciler is not None:
+            reconciler.join(timeout=10.0)
         server.server_close()
         app.close()
     log.info("ingest stopped")

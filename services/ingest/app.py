@@ -1,12 +1,13 @@
 """Composition root of ingest: the one place its parts are wired.
 
 ``python -m services.ingest`` calls :func:`build` once and serves the
-result over HTTP (``http.py``); the use cases are in ``service.py``.
+result over HTTP (``http.py``), with the reconciler (``reconciler.py``) on a
+thread beside it; the use cases are in ``service.py``.
 """
 
 from __future__ import annotations
 
-from facegate.adapters.celery_app import make_celery, send_encode
+from facegate.adapters.celery_app import make_celery, send_encode, send_match
 from facegate.adapters.objectstore import MinioObjectStore
 from facegate.adapters.redis_store import RedisStore
 from services.ingest.service import EnqueueUnavailableError, IngestApp, UnauthorizedError
@@ -14,7 +15,7 @@ from services.ingest.settings import IngestSettings
 
 
 def build(settings: IngestSettings) -> IngestApp:
-    """Wire the object store, the Redis store and the Celery sender."""
+    """Wire the object store, the Redis store and the Celery senders."""
     celery = make_celery(settings, "facegate-ingest")
     celery.conf.update(
         broker_connection_timeout=3.0,
@@ -32,6 +33,7 @@ def build(settings: IngestSettings) -> IngestApp:
         MinioObjectStore(settings),
         RedisStore.from_url(settings.redis_url),
         lambda request: send_encode(celery, request),
+        lambda request: send_match(celery, request),
         resources=[celery],
     )
 

@@ -5,18 +5,24 @@ Routes (docs/DESIGN.md):
 =======  ==============================  ============================  ==========
 method   path                            auth                          success
 =======  ==============================  ============================  ==========
-POST     ``/v1/events``                  webhook token (Bearer or      200
-                                         ``?token=``)
+POST     ``/v1/events``                  webhook token (Bearer)        200
 POST     ``/v1/doors/<door>/presign``    camera token (Bearer)         200
 POST     ``/v1/doors/<door>/uploads``    camera token (Bearer)         201
 GET      ``/healthz``                    none                          200
 =======  ==============================  ============================  ==========
 
 Errors are ``{"error": <code>, "message": <text>}`` with 400 (malformed),
-401 (token), 404 (route), 405 (method), 411 (no length), 413 (too large),
-503 (Redis, store or broker unavailable: retry) and 500 (anything else;
-the traceback goes to the log, never to the client). Handlers only decode,
-call one :class:`~services.ingest.app.IngestApp` method and encode.
+401 (token), 404 (route, or a door that is not configured), 405 (method),
+411 (no length), 413 (too large), 415 (not an accepted image type), 503
+(Redis, store or broker unavailable: retry) and 500 (anything else; the
+traceback goes to the log, never to the client). Handlers only decode, call
+one :class:`~services.ingest.app.IngestApp` method and encode.
+
+Tokens travel only in the ``Authorization`` header (both MinIO's and
+SeaweedFS's webhooks send one), never in a URL: a URL ends up in access logs
+and in the store's own error messages. Every line this module logs has its
+query string replaced by ``?...`` (:func:`redact`), in case a client put
+something there anyway.
 """
 
 from __future__ import annotations
@@ -24,13 +30,19 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from facegate.core.errors import BadMessageError, ConfigError, PermanentError, TransientError
-from services.ingest.service import IngestApp, UnauthorizedError
+from services.ingest.service import (
+    IngestApp,
+    UnauthorizedError,
+    UnknownDoorError,
+    UnsupportedMediaError,
+)
 
 log = logging.getLogger("services.ingest.http")
 
@@ -39,6 +51,12 @@ MAX_JSON_BYTES = 16 * 1024
 REQUEST_TIMEOUT_S = 15.0
 
 _DOOR_ROUTE = re.compile(r"/v1/doors/(?P<door>[^/]{1,200})/(?P<action>presign|uploads)\Z")
+_QUERY = re.compile(r"\?[^\s\"']*")
+
+
+def redact(text: str) -> str:
+    """``text`` with every URL query string cut to ``?...``."""
+    return _QUERY.sub("?...", text)
 
 
 class HttpError(Exception):
@@ -81,7 +99,11 @@ class IngestHandler(BaseHTTPRequestHandler):
     # --- plumbing ------------------------------------------------------------------
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+        log.debug("%s %s", self.address_string(), redact(format % args))
+
+    @property
+    def safe_path(self) -> str:
+        return redact(self.path)
 
     def _send(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
         body = json.dumps(payload, separators=(",", ":")).encode()
@@ -133,6 +155,11 @@ class IngestHandler(BaseHTTPRequestHandler):
             status, payload = self._route(method)
         except HttpError as exc:
             status, payload = exc.status, {"error": exc.code, "message": exc.message}
+        except UnknownDoorError as exc:
+            status, payload = HTTPStatus.NOT_FOUND, {"error": "unknown_door", "message": str(exc)}
+        except UnsupportedMediaError as exc:
+            status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+            payload = {"error": "unsupported_media_type", "message": str(exc)}
         except UnauthorizedError as exc:
             status, payload = (
                 HTTPStatus.UNAUTHORIZED,
@@ -145,11 +172,11 @@ class IngestHandler(BaseHTTPRequestHandler):
         except (TransientError, ConfigError) as exc:
             # ConfigError here is the store refusing ingest's own credentials:
             # the sender cannot fix it, but a retry after the operator does can.
-            log.warning("%s %s: unavailable: %s", method, self.path, exc)
+            log.warning("%s %s: unavailable: %s", method, self.safe_path, redact(str(exc)))
             status = HTTPStatus.SERVICE_UNAVAILABLE
             payload = {"error": "unavailable", "message": "a backend is unavailable; retry"}
         except Exception:
-            log.exception("%s %s failed", method, self.path)
+            log.exception("%s %s failed", method, self.safe_path)
             status = HTTPStatus.INTERNAL_SERVER_ERROR
             payload = {"error": "internal_error", "message": "internal error"}
         if status >= 400:
@@ -175,6 +202,7 @@ class IngestHandler(BaseHTTPRequestHandler):
     # --- routes --------------------------------------------------------------------
 
     def _route(self, method: str) -> tuple[HTTPStatus, dict[str, Any]]:
+        received = time.time()
         parts = urlsplit(self.path)
         path = parts.path
         query = parse_qs(parts.query, keep_blank_values=True)
@@ -183,7 +211,7 @@ class IngestHandler(BaseHTTPRequestHandler):
             return HTTPStatus.OK, self.app.health()
         if path == "/v1/events":
             self._allow(method, "POST")
-            token = _bearer(self.headers.get("Authorization")) or _one(query, "token")
+            token = _bearer(self.headers.get("Authorization"))
             body = self._body(MAX_EVENT_BYTES)
             return HTTPStatus.OK, self.app.handle_event(body, token).to_dict()
         match = _DOOR_ROUTE.match(path)
@@ -200,13 +228,20 @@ class IngestHandler(BaseHTTPRequestHandler):
             approach = data.get("approach")
             if approach is not None and not isinstance(approach, str):
                 raise HttpError(HTTPStatus.BAD_REQUEST, "bad_request", "approach must be a string")
+            content_type = data.get("content_type")
             if not isinstance(camera, str) or not camera:
                 raise HttpError(HTTPStatus.BAD_REQUEST, "bad_request", "camera is required")
             if badge is not None and not isinstance(badge, str):
                 raise HttpError(HTTPStatus.BAD_REQUEST, "bad_request", "badge must be a string")
             if not isinstance(ext, str):
                 raise HttpError(HTTPStatus.BAD_REQUEST, "bad_request", "ext must be a string")
-            result = self.app.presign(door, camera, badge or None, token, ext, approach or None)
+            if content_type is not None and not isinstance(content_type, str):
+                raise HttpError(
+                    HTTPStatus.BAD_REQUEST, "bad_request", "content_type must be a string"
+                )
+            result = self.app.presign(
+                door, camera, badge or None, token, ext, content_type, approach or None
+            )
             return HTTPStatus.OK, {
                 "upload_id": result.upload_id,
                 "key": result.key,
@@ -217,17 +252,14 @@ class IngestHandler(BaseHTTPRequestHandler):
         badge = _one(query, "badge")
         if camera is None:
             raise HttpError(HTTPStatus.BAD_REQUEST, "bad_request", "camera is required")
-        # authenticate before reading a possibly large body
+        # refuse (401, 404, 415) before reading a possibly large body
         self.app.check_camera_token(token)
+        content_type = self.headers.get("Content-Type")
+        approach = _one(query, "approach")
+        self.app.check_upload(door, camera, content_type, badge, approach)
         body = self._body(self.app.settings.max_upload_bytes)
         uploaded = self.app.upload(
-            door,
-            camera,
-            badge,
-            body,
-            self.headers.get("Content-Type"),
-            token,
-            _one(query, "approach"),
+            door, camera, badge, body, content_type, token, approach, received=received
         )
         return HTTPStatus.CREATED, {"upload_id": uploaded.upload_id, "key": uploaded.key}
 
@@ -248,4 +280,4 @@ def make_server(app: IngestApp, host: str, port: int) -> IngestServer:
     return IngestServer((host, port), handler)
 
 
-__all__ = ["HttpError", "IngestHandler", "IngestServer", "make_server"]
+__all__ = ["HttpError", "IngestHandler", "IngestServer", "make_server", "redact"]

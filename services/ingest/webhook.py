@@ -6,20 +6,37 @@ Two body shapes reach ``POST /v1/events`` (docs/DESIGN.md):
 
     {"EventName": "s3:ObjectCreated:Put", "Key": "<bucket>/<key>",
      "Records": [{"eventName": "s3:ObjectCreated:Put",
+                  "eventTime": "2026-12-01T16:50:31.082Z",
                   "s3": {"bucket": {"name": "<bucket>"},
                          "object": {"key": "<URL-encoded key>", "size": 123,
                                     "eTag": "<md5 hex>"}}}]}
 
   Object keys are query-escaped (``%2F``, ``+`` for a space) and decoded here.
-- SeaweedFS filer webhook (``FACEGATE_NOTIFICATIONS=seaweedfs``)::
+  ``eventTime`` (RFC 3339, milliseconds) is when MinIO wrote the object.
+- SeaweedFS filer webhook (``FACEGATE_NOTIFICATIONS=seaweedfs``), as
+  ``weed mini`` 4.48 sends it (captured from a real server)::
 
     {"event_type": "create", "key": "/buckets/<bucket>/<key>",
      "message": {"new_entry": {"name": ..., "is_directory": false,
-                               "attributes": {"file_size": 123, "md5": "<base64>"}}}}
+                               "chunks": [{"size": 5, "modified_ts_ns": 1796143831082015050,
+                                           ...}],
+                               "attributes": {"file_size": 123, "md5": "<base64>",
+                                              "mtime": 1796143831, "crtime": 1796143831,
+                                              ...}},
+                 "new_parent_path": ..., ...}}
 
   Keys are plain paths. The filer also reports directories it creates
   (``uploads/``, ``uploads/<door>/``...), overwrites (``update``), deletes
-  and renames; only file ``create`` events count.
+  and renames; only file ``create`` events count. A file's ``mtime`` and
+  ``crtime`` are whole seconds (truncated); its chunks carry the volume
+  write time in nanoseconds (``modified_ts_ns``), directories an extra
+  ``mtime_ns`` (the fraction of the second).
+
+Every record carries ``written_at``: when the store wrote the object (unix
+seconds), from the body itself: MinIO's ``eventTime``; SeaweedFS's earliest
+chunk ``modified_ts_ns``, else ``mtime`` (+ ``mtime_ns``), else ``crtime``.
+``None`` when the body has none that is plausible (ingest then asks the
+store for the object's Last-Modified).
 
 :func:`parse_events` returns every object creation in a body;
 :func:`select` keeps those of one bucket under one key prefix. Anything that
@@ -32,8 +49,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -42,6 +61,8 @@ from facegate.core.errors import BadMessageError
 SEAWEED_BUCKETS_DIR = "/buckets/"
 MINIO_CREATED = "s3:ObjectCreated:"
 MAX_RECORDS = 1000
+PLAUSIBLE_TIMES = (946_684_800.0, 4_102_444_800.0)
+"""A written-at outside 2000-01-01 .. 2100-01-01 is not believed (``None``)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +73,8 @@ class ObjectCreated:
     key: str
     size: int | None = None
     etag: str | None = None
+    written_at: float | None = None
+    """When the store wrote the object (unix seconds), from the event body."""
 
 
 def _obj(value: object, what: str) -> Mapping[str, Any]:
@@ -69,7 +92,59 @@ def _str(value: object, what: str) -> str:
 def _size(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return int(value) if value >= 0 else None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return int(value) if 0 <= value <= 2**63 else None
+
+
+def _plausible(value: float) -> float | None:
+    low, high = PLAUSIBLE_TIMES
+    return value if math.isfinite(value) and low <= value <= high else None
+
+
+def _number(value: object) -> float | None:
+    """A JSON number, or a decimal string (Go may send int64 as text)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return float(value) if abs(value) < 2**63 else None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        return float(int(value))
+    return None
+
+
+def _rfc3339(value: object) -> float | None:
+    if not isinstance(value, str) or not 10 <= len(value) <= 40:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None  # a time without its zone cannot be placed
+    return _plausible(moment.timestamp())
+
+
+def _seaweed_written_at(entry: Mapping[str, Any], attrs: Mapping[str, Any]) -> float | None:
+    chunks = entry.get("chunks")
+    if isinstance(chunks, list):
+        stamps = []
+        for chunk in chunks[:MAX_RECORDS]:
+            if isinstance(chunk, dict) and (ns := _number(chunk.get("modified_ts_ns"))):
+                stamps.append(ns / 1e9)
+        if stamps and (earliest := _plausible(min(stamps))) is not None:
+            return earliest
+    mtime = _number(attrs.get("mtime"))
+    if mtime is not None:
+        fraction = _number(attrs.get("mtime_ns"))
+        if fraction is not None and 0 <= fraction < 1e9:
+            mtime += fraction / 1e9
+        if (found := _plausible(mtime)) is not None:
+            return found
+    crtime = _number(attrs.get("crtime"))
+    return None if crtime is None else _plausible(crtime)
 
 
 def _minio(body: Mapping[str, Any]) -> list[ObjectCreated]:
@@ -98,6 +173,7 @@ def _minio(body: Mapping[str, Any]) -> list[ObjectCreated]:
                 key=key,
                 size=_size(obj.get("size")),
                 etag=etag.strip('"') if isinstance(etag, str) and etag else None,
+                written_at=_rfc3339(record.get("eventTime")),
             )
         )
     return out
@@ -138,6 +214,7 @@ def _seaweed(body: Mapping[str, Any]) -> list[ObjectCreated]:
             key=key,
             size=_size(attrs.get("file_size")),
             etag=_seaweed_etag(attrs),
+            written_at=_seaweed_written_at(entry, attrs),
         )
     ]
 
@@ -146,7 +223,7 @@ def parse_events(body: bytes | str) -> list[ObjectCreated]:
     """Every object creation in a MinIO or SeaweedFS event body (may be empty)."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BadMessageError(f"event body is not JSON: {exc}") from exc
     doc = _obj(data, "event body")
     if "Records" in doc or "EventName" in doc:

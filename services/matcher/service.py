@@ -53,6 +53,7 @@ from facegate.core.policy import (
     DoorPolicy,
     Verdict,
     allowed_template_counts,
+    approach_start,
     decide,
     door_threshold,
 )
@@ -228,6 +229,7 @@ class MatcherService:
             now,
             deadline_s=self.settings.deadline_s,
             threshold=threshold,
+            clock_skew_s=self.settings.clock_skew_s,
         )
 
     def handle(self, request: MatchRequest) -> Outcome:
@@ -298,7 +300,7 @@ class MatcherService:
         recorded = self.store.record_decision(event, self.signer(door).sign)
         if recorded is not None:
             event = recorded.event
-            since = stamps.get("uploaded", stamps.get("ingested"))
+            since = stamps.get("uploaded")
             log.info(
                 "door %s upload %s: %s %s person=%s distance=%s latency=%s",
                 door,
@@ -329,11 +331,10 @@ class MatcherService:
         event, now = self._event(
             request.upload_id, request.door, request.camera, verdict, stamps, request.approach
         )
-        began = stamps.get("uploaded", stamps.get("ingested", now))
         frame = self.store.record_frame(
             event,
             self.signer(request.door).sign,
-            window_end=began + self.settings.approach_window_s,
+            window_end=approach_start(request.stamps, now) + self.settings.approach_window_s,
             now=now,
             max_frames=self._frames_of(request.door),
         )

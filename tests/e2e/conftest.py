@@ -48,7 +48,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             BASE_PORT,
             state_dir=state,
             ready_timeout_s=TOOLS.test_ready_timeout_s or 300.0,
-            extra_env={"FACEGATE_LOG_LEVEL": "INFO", "FACEGATE_EVENT_TTL_S": "60"},
+            extra_env={
+                "FACEGATE_LOG_LEVEL": "INFO",
+                "FACEGATE_EVENT_TTL_S": "60",
+                # the reconciler looks at the bucket every second and sends
+                # what no event announced within 4 s (tests/e2e/test_trust.py)
+                "FACEGATE_RECONCILE_INTERVAL_S": "1",
+                "FACEGATE_RECONCILE_GRACE_S": "4",
+            },
         )
     )
     try:

@@ -22,6 +22,7 @@ from e2e_site import Site
 from PIL import Image
 
 from facegate.adapters.celery_app import send_encode
+from facegate.clients.camera import CameraError
 from facegate.clients.lock import DoorListener, Received
 from facegate.core import keys
 from facegate.core.errors import EnrolmentError
@@ -51,6 +52,13 @@ def huge_png(width: int = 50_000, height: int = 50_000) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 1024)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def flat_png(side: int) -> bytes:
+    """One colour, side x side: a real PNG that deflate packs about 1000:1."""
+    out = io.BytesIO()
+    Image.new("RGB", (side, side), (128, 128, 128)).save(out, format="PNG")
+    return out.getvalue()
 
 
 def landscape() -> bytes:
@@ -182,7 +190,7 @@ BAD_INPUTS: dict[str, Callable[[dict[str, bytes]], tuple[str, bytes, str | None,
     "zero-bytes": lambda p: ("front", b"", "obama", "bad_image"),
     "text-file": lambda p: ("lobby", b"this is not an image\n" * 20, None, "bad_image"),
     "png-50000x50000": lambda p: ("lobby", huge_png(), None, "bad_image"),
-    "unknown-door": lambda p: ("nowhere", p["obama3.jpg"], "obama", "unknown_door"),
+    "png-bomb-6000x6000-117KiB": lambda p: ("lobby", flat_png(6000), None, "bad_image"),
     "unknown-badge": lambda p: ("front", p["obama3.jpg"], "nobody", "unknown_person"),
 }
 
@@ -202,6 +210,26 @@ def test_bad_input_is_denied_and_the_workers_go_on(
         assert building.stack.running_pid(name) is not None, f"{name} died"
 
 
+def test_unknown_door_is_refused_and_a_removed_one_denied(
+    building: Site, photos: dict[str, bytes]
+) -> None:
+    """Presign refuses a door nobody configured (404); a door removed between
+    the URL and the upload still gets its one decision: DENY unknown_door."""
+    with pytest.raises(CameraError) as info:
+        building.camera.presign("nowhere", "cam1", "obama")
+    assert (info.value.status, info.value.code) == (404, "unknown_door")
+    building.admin.set_door(DoorPolicy("temporary", DoorMode.VERIFY, frozenset({"obama"}), 0.6))
+    ticket = building.camera.presign("temporary", "cam1", "obama")
+    building.store.delete_door("temporary")
+    building.camera.put(ticket, photos["obama3.jpg"])
+    deadline = time.monotonic() + WAIT_S
+    while (wire := building.store.get_decision(ticket.upload_id)) is None:
+        assert time.monotonic() < deadline, building.log("matcher-1")
+        time.sleep(0.1)
+    event = json.loads(wire)["event"]
+    assert (event["decision"], event["reason"]) == ("DENY", "unknown_door")
+
+
 def test_direct_upload_for_cameras_without_s3(building: Site, photos: dict[str, bytes]) -> None:
     event = snap(building, "front", photos["obama3.jpg"], "obama", direct=True).event
     assert event is not None and event.granted and event.person == "obama"
@@ -214,6 +242,8 @@ def test_task_delivered_three_times_gives_one_decision(
     site = building
     upload_id = keys.new_upload_id()
     key = keys.upload_object_key("lobby", "cam9", upload_id)
+    # claimed as a presign would (the object is written with S3 credentials below)
+    site.store.put_claim(upload_id, key=key, door="lobby", camera="cam9", badge=None, ttl_s=300)
     request = EncodeRequest(
         upload_id=upload_id, kind=UploadKind.ACCESS, bucket=site.settings.bucket, key=key,
         door="lobby", camera="cam9", stamps={"uploaded": time.time()},

@@ -34,7 +34,11 @@ Fixture API (P1/P3 use these):
     bytes client on the services' data db (2); flushes dbs 2 and 3 before
     the test (claims, probes, decisions, queued Celery tasks).
 ``ingest_url`` (session)
-    ``http://127.0.0.1:26306``: a running ``python -m services.ingest``.
+    ``http://127.0.0.1:26306``: a running ``python -m services.ingest``
+    (reconciler off: tests that want one run it in-process).
+``doors`` (function)
+    the services' data db flushed, with doors ``front``, ``side`` (verify)
+    and ``lobby`` (identify) configured, as a :class:`RedisStore`.
 
 The whole pipeline (encoder and matcher workers included) runs in
 ``tests/e2e`` on a stack of its own, so that the workers there never consume
@@ -51,6 +55,8 @@ import pytest
 import redis
 
 from facegate.adapters.objectstore import MinioObjectStore
+from facegate.adapters.redis_store import RedisStore
+from facegate.core.policy import DoorMode, DoorPolicy
 from facegate.runtime.settings import CommonSettings
 from facegate.tools.devstack import Stack, StackConfig, StackError, find_redis_server, find_weed
 from facegate.tools.settings import ToolSettings
@@ -93,7 +99,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         redis_db=SERVICES_DB,
         broker_db=BROKER_DB,
         ready_timeout_s=TOOLS.test_ready_timeout_s or 240.0,
-        extra_env={"FACEGATE_LOG_LEVEL": "INFO", "FACEGATE_PRESIGN_EXPIRY_S": "60"},
+        extra_env={
+            "FACEGATE_LOG_LEVEL": "INFO",
+            "FACEGATE_PRESIGN_EXPIRY_S": "60",
+            # the tests here count the tasks in the broker: they run the
+            # reconciler themselves (tests/integration/test_reconciler.py)
+            "FACEGATE_RECONCILE_INTERVAL_S": "0",
+        },
     )
     test_stack = Stack(config)
     try:
@@ -151,6 +163,15 @@ def services_redis(stack: Stack) -> Iterator[redis.Redis]:
     client.flushdb()
     yield client
     client.close()
+
+
+@pytest.fixture
+def doors(services_redis: redis.Redis) -> Iterator[RedisStore]:
+    store = RedisStore(services_redis)
+    for door in ("front", "side"):
+        store.set_door(DoorPolicy(door, DoorMode.VERIFY, frozenset({"alice", "bob"}), 0.6))
+    store.set_door(DoorPolicy("lobby", DoorMode.IDENTIFY, frozenset({"*"}), 0.6))
+    yield store
 
 
 def _start(stack: Stack, name: str) -> None:

@@ -10,6 +10,7 @@ a second under load).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import numpy as np
 import pytest
 import redis
 from celery import Celery
+from secrets_env import TEST_SECRETS
 
 from facegate.adapters.celery_app import make_celery, send_match
 from facegate.adapters.redis_store import RedisStore
@@ -78,12 +80,16 @@ class World:
         path = self.tmp / f"{name}.log"
         return path.read_text()[-3000:] if path.exists() else ""
 
-    def frame(self, door: str, approach: str, probe: np.ndarray) -> str:
+    def frame(
+        self, door: str, approach: str, probe: np.ndarray, written: float | None = None
+    ) -> str:
+        """Send one frame; ``written``: its written-at stamp (default now)."""
         upload_id = keys.new_upload_id()
         self.store.put_probe(upload_id, probe[None], MODEL, ttl_s=300)
+        stamps = {"uploaded": time.time() if written is None else written}
         send_match(self.celery, MatchRequest(
             upload_id=upload_id, door=door, camera="cam-1", faces=1, model_id=MODEL,
-            stamps={"uploaded": time.time()}, approach=approach,
+            stamps=stamps, approach=approach,
         ))
         return upload_id
 
@@ -130,6 +136,7 @@ def world(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         redis.Redis.from_url(url).flushdb()
     env = {
         **os.environ,
+        **TEST_SECRETS,
         "FACEGATE_ENV": "development",
         "FACEGATE_REDIS_URL": data_url,
         "FACEGATE_BROKER_URL": broker_url,
@@ -187,6 +194,32 @@ def test_the_window_closes_with_one_deny(world: World) -> None:
     (deny,) = world.heard("atrium", approach)
     assert (deny.decision, deny.reason) == (Decision.DENY, Reason.UNKNOWN_PERSON)
     assert deny.upload_id in ids
+
+
+@pytest.mark.usefixtures("matcher")
+def test_stale_frames_never_open_and_are_audited(world: World) -> None:
+    """A resident's frames written past the deadline, or further ahead than
+    the allowed clock skew: each DENY timeout in the audit log, the door
+    hears only the approach's one DENY (timeout)."""
+    approach = keys.new_upload_id()
+    now = time.time()
+    ids = [
+        world.frame("atrium", approach, world.alice, written=now - 60.0),
+        world.frame("atrium", approach, world.alice, written=now + 60.0),
+    ]
+    for upload_id in ids:
+        world.decided(upload_id)
+    end = time.monotonic() + WINDOW_S + 10
+    while not world.heard("atrium", approach) and time.monotonic() < end:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    (deny,) = world.heard("atrium", approach)
+    assert (deny.decision, deny.reason) == (Decision.DENY, Reason.TIMEOUT)
+    audited = [json.loads(w)["event"] for _, w in world.store.read_log(None, count=50)
+               if approach.encode() in w]  # fmt: skip
+    frames = [e for e in audited if e["upload_id"] in ids and e["stream_id"] is None]
+    assert sorted(e["upload_id"] for e in frames) == sorted(ids)
+    assert {(e["decision"], e["reason"]) for e in frames} == {("DENY", "timeout")}
 
 
 def test_a_dead_matchers_approach_is_closed_by_the_next(world: World) -> None:

@@ -9,6 +9,7 @@ import venv
 from pathlib import Path
 
 import pytest
+from secrets_env import TEST_SECRETS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -47,7 +48,7 @@ def test_base_install_runs_the_lock_client_and_ingest(tmp_path: Path) -> None:
     )
     assert out.strip() == "alice"
     # ingest and the matcher validate their settings (nothing to connect to here)
-    env = {"PATH": "/usr/bin:/bin", "FACEGATE_ENV": "development"}
+    env = {"PATH": "/usr/bin:/bin", "FACEGATE_ENV": "development", **TEST_SECRETS}
     assert "FACEGATE_INGEST_PORT=18700" in run(python, "-m", "services.ingest", "--check-config",
                                                env=env)
     assert "FACEGATE_THRESHOLD=0.6" in run(python, "-m", "services.matcher", "--check-config",

@@ -22,11 +22,12 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import redis
 
-from facegate.adapters.celery_app import ENCODE_QUEUE, ENCODE_TASK
+from facegate.adapters.celery_app import ENCODE_QUEUE, ENCODE_TASK, MATCH_QUEUE, MATCH_TASK
 from facegate.adapters.objectstore import MinioObjectStore
+from facegate.adapters.redis_store import RedisStore
 from facegate.core import keys
 from facegate.core.errors import BadMessageError
-from facegate.core.messages import EncodeRequest, UploadKind
+from facegate.core.messages import EncodeRequest, MatchRequest, Reason, UploadKind
 from facegate.tools.devstack import Stack
 from services.ingest.app import EnqueueUnavailableError, build
 from services.ingest.http import make_server
@@ -76,7 +77,7 @@ class Client:
 
 
 @pytest.fixture
-def client(ingest_url: str, ingest_settings: IngestSettings) -> Client:
+def client(ingest_url: str, ingest_settings: IngestSettings, doors: RedisStore) -> Client:
     return Client(ingest_url, ingest_settings)
 
 
@@ -88,16 +89,34 @@ def broker(stack: Stack, services_redis: redis.Redis) -> Iterator[redis.Redis]:
     client.close()
 
 
-def queued(broker: redis.Redis) -> list[EncodeRequest]:
-    """The encode tasks waiting in the broker, decoded down to the message."""
-    out: list[EncodeRequest] = []
-    for raw in broker.lrange(ENCODE_QUEUE, 0, -1):  # type: ignore[union-attr]
+def _payloads(broker: redis.Redis, queue: str, task: str) -> list[str]:
+    out: list[str] = []
+    for raw in broker.lrange(queue, 0, -1):  # type: ignore[union-attr]
         envelope = json.loads(raw)
-        assert envelope["headers"]["task"] == ENCODE_TASK
+        assert envelope["headers"]["task"] == task
         args, _kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
         assert len(args) == 1 and isinstance(args[0], str)
-        out.append(EncodeRequest.from_json(args[0]))
+        out.append(args[0])
     return out
+
+
+def queued(broker: redis.Redis) -> list[EncodeRequest]:
+    """The encode tasks waiting in the broker, decoded down to the message."""
+    return [EncodeRequest.from_json(p) for p in _payloads(broker, ENCODE_QUEUE, ENCODE_TASK)]
+
+
+def queued_denials(broker: redis.Redis) -> list[MatchRequest]:
+    """The match tasks ingest sent itself (uploads denied before encoding)."""
+    return [MatchRequest.from_json(p) for p in _payloads(broker, MATCH_QUEUE, MATCH_TASK)]
+
+
+def wait_denied(broker: redis.Redis, count: int, timeout_s: float = 10.0) -> list[MatchRequest]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = queued_denials(broker)
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
 
 
 def wait_queued(broker: redis.Redis, count: int, timeout_s: float = 10.0) -> list[EncodeRequest]:
@@ -217,44 +236,92 @@ def test_presigned_put_reaches_the_encode_queue(
     services_redis: redis.Redis,
     object_store: MinioObjectStore,
 ) -> None:
-    before = time.time()
     doc = client.presign("front", "cam1", "alice")
     assert doc["expires_in"] == client.settings.presign_expiry_s
     assert keys.parse_upload_key(doc["key"]) == ("front", "cam1", doc["upload_id"])
     claim = services_redis.hgetall(keys.claim_key(doc["upload_id"]))
     assert claim[b"badge"] == b"alice" and claim[b"key"] == doc["key"].encode()
-    assert 0 < services_redis.ttl(keys.claim_key(doc["upload_id"])) <= doc["expires_in"] + 60
+    deadline_and_skew = 10 + 2  # FACEGATE_DEADLINE_S + FACEGATE_CLOCK_SKEW_S (defaults)
+    claim_ttl = services_redis.ttl(keys.claim_key(doc["upload_id"]))
+    assert doc["expires_in"] + deadline_and_skew < claim_ttl <= doc["expires_in"] + 72 + 1
 
+    before = time.time()
     assert put(doc["url"], JPEG) == 200
+    after = time.time()
     [task] = wait_queued(broker, 1)
     assert task.upload_id == doc["upload_id"]
     assert task.kind is UploadKind.ACCESS
     assert (task.bucket, task.key) == (client.settings.bucket, doc["key"])
     assert (task.door, task.camera, task.badge) == ("front", "cam1", "alice")
-    assert before <= task.stamps["uploaded"] <= task.stamps["ingested"] <= time.time()
+    # written-at: the object's own write time from SeaweedFS's event body
+    # (the chunk's nanosecond stamp), inside the PUT, before ingest heard of it
+    assert before <= task.stamps["uploaded"] <= after
+    assert task.stamps["uploaded"] != int(task.stamps["uploaded"])  # not a whole-second mtime
+    assert task.stamps["uploaded"] <= task.stamps["ingested"] <= time.time()
     assert object_store.get(doc["key"], max_bytes=1000) == JPEG
     # The filer's event was counted once; a redelivery of it is a duplicate.
-    # Ingest marks the claim only after the send returned (a send that failed
-    # must not look done), so wait for the mark: a redelivery racing the first
-    # send may legitimately be sent again (the matcher still decides once).
+    # Ingest marks the claim (then the pending mark) only after the send
+    # returned (a send that failed must not look done), so wait for the marks:
+    # a redelivery racing the first send may legitimately be sent again (the
+    # matcher still decides once).
     claim_name = keys.claim_key(doc["upload_id"])
     deadline = time.monotonic() + 10
-    while services_redis.hget(claim_name, "enqueued") is None:
-        assert time.monotonic() < deadline, "ingest never marked the claim enqueued"
+    while not services_redis.exists(keys.pending_key(doc["upload_id"])):
+        assert time.monotonic() < deadline, "ingest never marked the upload pending"
         time.sleep(0.02)
+    assert services_redis.hget(claim_name, "enqueued") is not None
     token = client.settings.webhook_token.get_secret_value()
     status, result = client.request(
-        "POST", f"/v1/events?token={token}", seaweed_event(client.settings.bucket, doc["key"])
+        "POST", "/v1/events", seaweed_event(client.settings.bucket, doc["key"]), token=token
     )
     assert (status, result["enqueued"], result["duplicates"]) == (200, 0, 1)
     assert len(queued(broker)) == 1
 
 
-def test_unknown_door_is_still_ingested(client: Client, broker: redis.Redis) -> None:
-    doc = client.presign("no-such-door", "cam9", None)
+def test_the_webhook_token_is_accepted_only_as_a_header(
+    client: Client, broker: redis.Redis
+) -> None:
+    token = client.settings.webhook_token.get_secret_value()
+    body = seaweed_event(client.settings.bucket, keys.upload_object_key("front", "c", "a" * 32))
+    status, doc = client.request("POST", f"/v1/events?token={token}", body)
+    assert (status, doc["error"]) == (401, "unauthorized")
+    assert queued(broker) == [] and queued_denials(broker) == []
+
+
+def test_unknown_doors_and_other_media_are_refused(
+    client: Client, broker: redis.Redis, object_store: MinioObjectStore
+) -> None:
+    cam = client.settings.camera_token.get_secret_value()
+    status, doc = client.request(
+        "POST", "/v1/doors/no-such-door/presign", b'{"camera": "cam9"}', token=cam
+    )
+    assert (status, doc["error"]) == (404, "unknown_door")
+    for body in (b'{"camera": "c", "ext": "gif"}', b'{"camera": "c", "ext": "html"}',
+                 b'{"camera": "c", "ext": "png", "content_type": "image/jpeg"}'):  # fmt: skip
+        status, doc = client.request("POST", "/v1/doors/front/presign", body, token=cam)
+        assert (status, doc["error"]) == (415, "unsupported_media_type"), body
+    status, doc = client.request(
+        "POST", "/v1/doors/no-such-door/uploads?camera=c", JPEG, cam, content_type="image/jpeg"
+    )
+    assert (status, doc["error"]) == (404, "unknown_door")
+    for content_type in ("text/html", "image/svg+xml", "application/octet-stream"):
+        status, doc = client.request(
+            "POST", "/v1/doors/front/uploads?camera=c", JPEG, cam, content_type=content_type
+        )
+        assert (status, doc["error"]) == (415, "unsupported_media_type"), content_type
+    assert object_store.list_objects("uploads/no-such-door/") == []
+    assert object_store.list_objects("uploads/front/c/") == []
+    assert queued(broker) == []
+
+
+def test_a_door_removed_after_the_url_was_issued_is_still_decided(
+    client: Client, broker: redis.Redis, doors: RedisStore
+) -> None:
+    doc = client.presign("side", "cam9", "bob")
+    doors.delete_door("side")  # the matcher will say unknown_door
     assert put(doc["url"], JPEG) == 200
     [task] = wait_queued(broker, 1)
-    assert (task.door, task.badge) == ("no-such-door", None)
+    assert (task.door, task.badge) == ("side", "bob")
 
 
 def test_presigned_url_writes_only_its_key(
@@ -277,7 +344,7 @@ def test_presigned_url_writes_only_its_key(
 
 
 def test_expired_url_is_refused(
-    ingest_settings: IngestSettings, services_redis: redis.Redis, object_store: MinioObjectStore
+    ingest_settings: IngestSettings, doors: RedisStore, object_store: MinioObjectStore
 ) -> None:
     app = build(ingest_settings.model_copy(update={"presign_expiry_s": 5}))
     try:
@@ -358,19 +425,35 @@ def test_minio_body_is_ingested_with_its_claim(
     )  # fmt: skip
     # MinIO's redelivery of an object SeaweedFS already reported: a duplicate
     assert (status, result["enqueued"], result["duplicates"]) == (200, 0, 1)
-    # a fresh object reported by MinIO alone (no claim: no badge)
+    # a fresh object reported by MinIO alone: nobody claimed it
     key = keys.upload_object_key("side", "cam3", keys.new_upload_id())
     status, result = client.request(
         "POST", "/v1/events", minio_event(client.settings.bucket, key),
         token=client.settings.webhook_token.get_secret_value(),
     )  # fmt: skip
     assert (status, result["enqueued"]) == (200, 1)
-    [task] = queued(broker)
-    assert (task.key, task.door, task.badge) == (key, "side", None)
+    assert queued(broker) == []
+    [denied] = queued_denials(broker)
+    assert (denied.door, denied.error) == ("side", Reason.UNCLAIMED)
+
+
+def test_an_object_written_with_s3_credentials_is_denied_unclaimed(
+    client: Client, broker: redis.Redis, object_store: MinioObjectStore
+) -> None:
+    """Whoever holds S3 credentials can write an object; without a claim it
+    can never open, not even an identify door: the matcher gets it as denied."""
+    upload_id = keys.new_upload_id()
+    key = keys.upload_object_key("lobby", "cam1", upload_id)
+    before = time.time()
+    object_store.put(key, JPEG, "image/jpeg")
+    [denied] = wait_denied(broker, 1)
+    assert (denied.upload_id, denied.door, denied.error) == (upload_id, "lobby", Reason.UNCLAIMED)
+    assert before - 1 <= denied.stamps["uploaded"] <= denied.stamps["ingested"]
+    assert queued(broker) == []  # never encoded
 
 
 def test_broker_down_answers_503_and_loses_nothing(
-    ingest_settings: IngestSettings, services_redis: redis.Redis, broker: redis.Redis
+    ingest_settings: IngestSettings, doors: RedisStore, broker: redis.Redis
 ) -> None:
     """When the task cannot be sent the webhook gets 503 (the store retries),
     and the retry, once the broker is back, is not taken for a duplicate."""
@@ -384,9 +467,10 @@ def test_broker_down_answers_503_and_loses_nothing(
         body = seaweed_event(ingest_settings.bucket, doc.key)
         port = server.server_address[1]
         req = urllib.request.Request(
-            f"http://127.0.0.1:{port}/v1/events?token={ingest_settings.webhook_token.get_secret_value()}",
+            f"http://127.0.0.1:{port}/v1/events",
             data=body,
             method="POST",
+            headers={"Authorization": f"Bearer {ingest_settings.webhook_token.get_secret_value()}"},
         )
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(req, timeout=30)

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 import redis
 from celery import Celery
+from secrets_env import TEST_SECRETS
 
 from facegate.adapters.celery_app import MATCH_QUEUE, MATCH_TASK, make_celery, send_match
 from facegate.adapters.redis_store import RedisStore
@@ -65,6 +66,7 @@ def matcher(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     redis.Redis.from_url(broker_url).flushdb()
     env = {
         **os.environ,
+        **TEST_SECRETS,
         "FACEGATE_ENV": "development",
         "FACEGATE_REDIS_URL": data_url,
         "FACEGATE_BROKER_URL": broker_url,
@@ -221,6 +223,8 @@ def test_verify_granted_and_signed(matcher: Matcher, site: Site) -> None:
         ("bad_image", Reason.BAD_IMAGE),
         ("timeout", Reason.TIMEOUT),
         ("unknown_door", Reason.UNKNOWN_DOOR),
+        ("unclaimed_identify", Reason.UNCLAIMED),
+        ("unclaimed_stale", Reason.TIMEOUT),
         ("stranger", Reason.UNKNOWN_PERSON),
         ("identify_not_allowed", Reason.NOT_ALLOWED_HERE),
     ],
@@ -249,6 +253,12 @@ def test_denied_reasons(matcher: Matcher, site: Site, case: str, reason: Reason)
     elif case == "unknown_door":
         door = fresh("nowhere")
         uid = submit(matcher, door, a, badge=alice)
+    elif case == "unclaimed_identify":  # alice's own face, at a door she may pass
+        door = idoor
+        uid = submit(matcher, door, a, error=Reason.UNCLAIMED)
+    elif case == "unclaimed_stale":
+        door = idoor
+        uid = submit(matcher, door, None, error=Reason.UNCLAIMED, uploaded=time.time() - 11)
     elif case == "stranger":
         door = idoor
         uid = submit(matcher, door, unit(1234)[None])
@@ -404,7 +414,7 @@ def test_check_config() -> None:
     ok = subprocess.run(
         cmd,
         cwd=ROOT,
-        env={**base, "FACEGATE_SIGNING_SECRET": SECRET},
+        env={**base, **TEST_SECRETS, "FACEGATE_SIGNING_SECRET": SECRET},
         capture_output=True,
         text=True,
         timeout=60,
@@ -418,9 +428,8 @@ def test_check_config() -> None:
         cwd=ROOT,
         env={
             **base,
+            **TEST_SECRETS,
             "FACEGATE_ENV": "production",
-            "FACEGATE_S3_ACCESS_KEY": "facegate-prod",
-            "FACEGATE_S3_SECRET_KEY": "q8Zr2Lw9Xv4Tn7Kp1Ys6",
             "FACEGATE_SIGNING_SECRET": "change-me",
         },
         capture_output=True,
@@ -430,3 +439,8 @@ def test_check_config() -> None:
     assert bad.returncode == 1
     assert "FACEGATE_SIGNING_SECRET" in bad.stderr
     assert "placeholder" in bad.stderr
+    # no secret at all: refused in development too, naming each missing one
+    none = subprocess.run(cmd, cwd=ROOT, env=base, capture_output=True, text=True, timeout=60)
+    assert none.returncode == 1
+    for name in ("FACEGATE_SIGNING_SECRET", "FACEGATE_S3_SECRET_KEY"):
+        assert f"{name}: must be set" in none.stderr

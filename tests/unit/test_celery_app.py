@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from secrets_env import with_secrets
 
 from facegate.adapters.celery_app import ENCODE_TASK, MATCH_TASK, make_celery
 from services.encoder.settings import EncoderSettings
@@ -12,7 +13,7 @@ pytestmark = pytest.mark.unit
 
 
 def test_delivery_guarantees_and_serialisation() -> None:
-    settings = MatcherSettings.from_env({"FACEGATE_VISIBILITY_TIMEOUT_S": "90"})
+    settings = MatcherSettings.from_env(with_secrets(visibility_timeout_s="90"))
     app = make_celery(settings, "t")
     conf = app.conf
     assert conf.broker_url == "redis://127.0.0.1:6390/1"
@@ -29,5 +30,5 @@ def test_delivery_guarantees_and_serialisation() -> None:
 
 
 def test_prefetch_follows_settings() -> None:
-    app = make_celery(EncoderSettings.from_env({"FACEGATE_PREFETCH_MULTIPLIER": "4"}), "t")
+    app = make_celery(EncoderSettings.from_env(with_secrets(prefetch_multiplier="4")), "t")
     assert app.conf.worker_prefetch_multiplier == 4

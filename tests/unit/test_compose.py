@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import yaml
+from secrets_env import with_secrets
 
 from facegate.runtime.settings import CommonSettings
 from services.encoder.settings import EncoderSettings
@@ -60,11 +61,11 @@ DUMMY_ENV = {
     "FACEGATE_LOCK_REDIS_PASSWORD": "7a6b5c4d3e2f10293847566574839201",
     "MINIO_ROOT_USER": "facegate-root",
     "MINIO_ROOT_PASSWORD": "root-9c1f0e6a4b7d2c58e3",
-    "FACEGATE_S3_ACCESS_KEY": "facegate-service",
-    "FACEGATE_S3_SECRET_KEY": "s3-5b8e2a7c1d9f3e60a4",
-    "FACEGATE_SIGNING_SECRET": "sign-3e9a7c2b5d1f8e04a6",
-    "FACEGATE_WEBHOOK_TOKEN": "hook-8d2f6a1c9e3b7d50f4",
-    "FACEGATE_CAMERA_TOKEN": "cam-1a7e3c9b5f2d8e46c0",
+    "FACEGATE_S3_ACCESS_KEY": "facegate-service-4c8e1a6b9d2f7e03a5",
+    "FACEGATE_S3_SECRET_KEY": "s3-5b8e2a7c1d9f3e60a4b7c2d9e1f8a3b6c0d",
+    "FACEGATE_SIGNING_SECRET": "sign-3e9a7c2b5d1f8e04a6c9b2e7d1f4a8c3e",
+    "FACEGATE_WEBHOOK_TOKEN": "hook-8d2f6a1c9e3b7d50f4e2a9c6b1d8f3e7a",
+    "FACEGATE_CAMERA_TOKEN": "cam-1a7e3c9b5f2d8e46c0d7b3a9e2c6f1d8b4",
     "FACEGATE_S3_PUBLIC_ENDPOINT": "doors.example.org:9000",
 }
 
@@ -448,7 +449,7 @@ def test_matcher_node_name_matches_its_health_check() -> None:
     from services.matcher.__main__ import worker_argv
     from services.matcher.settings import MatcherSettings
 
-    argv = worker_argv(MatcherSettings(), [])
+    argv = worker_argv(MatcherSettings.from_env(with_secrets()), [])
     assert argv[argv.index("--hostname") + 1] == "matcher@%h"
 
 

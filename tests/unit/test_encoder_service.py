@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+from secrets_env import with_secrets
 
 from facegate.adapters.replies import parse_reply
 from facegate.core.errors import ImageError, StoreUnavailableError, TransientError
@@ -117,7 +118,7 @@ def make(objects: dict[str, bytes | BaseException], *, store: FakeStore | None =
             raise ConnectionError("broker down")
         sent.append(m)
 
-    settings = EncoderSettings.from_env({"FACEGATE_ENV": "development"})
+    settings = EncoderSettings.from_env(with_secrets(env="development"))
     service = EncoderService(settings, FakeObjects(objects), store,  # type: ignore[arg-type]
                              engine, send, clock=lambda: now)
     return service, store, engine, sent
@@ -219,3 +220,22 @@ def test_uploads_past_the_deadline_are_not_encoded_but_answered() -> None:
     assert by_id[fresh.upload_id].error is None
     assert stale.upload_id not in store.probes
     assert parse_reply(store.replies[enrol.upload_id]).faces == 1
+
+
+def test_the_early_skip_uses_the_matchers_freshness_rule() -> None:
+    """Written in the future beyond the skew, or with no written-at stamp at
+    all: the matcher would say timeout, so the encoder does not fetch it."""
+    base = request(1).to_dict()
+    future = EncodeRequest.from_dict({**base, "upload_id": f"{7:032x}",
+                                      "stamps": {"uploaded": 60.0 + 2.5}})
+    unknown = EncodeRequest.from_dict({**base, "upload_id": f"{8:032x}",
+                                       "stamps": {"ingested": 59.9}})
+    slightly_ahead = EncodeRequest.from_dict({**base, "upload_id": f"{9:032x}",
+                                              "stamps": {"uploaded": 61.0}})
+    objects: dict[str, bytes | BaseException] = {base["key"]: png(1, 1)}
+    service, _store, engine, sent = make(objects, now=60.0)  # skew allowed: 2 s (default)
+    service.process_batch([future, unknown, slightly_ahead])
+    assert engine.batches == [1]
+    by_id = {m.upload_id: m.error for m in sent}
+    assert by_id == {future.upload_id: Reason.TIMEOUT, unknown.upload_id: Reason.TIMEOUT,
+                     slightly_ahead.upload_id: None}

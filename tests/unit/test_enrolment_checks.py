@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from secrets_env import with_secrets
 
 from facegate.adapters.memory_objects import MemoryObjectStore
 from facegate.adapters.memory_store import MemoryStore
@@ -65,7 +66,7 @@ class Encoder:
 
 
 def admin(store: MemoryStore, objects: MemoryObjectStore, encodings: list[np.ndarray]) -> Admin:
-    settings = CommonSettings.from_env({})
+    settings = CommonSettings.from_env(with_secrets())
     return Admin(settings, store, objects, Encoder(store, encodings))
 
 

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image as PILImage
 
 from facegate.core.errors import ImageError
-from facegate.engine.images import decode_image
+from facegate.core.keys import IMAGE_CONTENT_TYPES, IMAGE_EXTENSIONS
+from facegate.engine.images import ALLOWED_FORMATS, decode_image
 
 pytestmark = pytest.mark.unit
 
@@ -110,3 +111,15 @@ def test_unsupported_format_is_refused() -> None:
     PILImage.fromarray(_gradient()).save(buf, format="TIFF")
     with pytest.raises(ImageError, match="unsupported"):
         decode_image(buf.getvalue())
+
+
+def test_ingest_accepts_exactly_what_the_engine_decodes() -> None:
+    """Every extension ingest lets through decodes; the engine's formats all have one."""
+    pil_format = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "bmp": "BMP"}
+    assert set(IMAGE_EXTENSIONS) == set(pil_format)
+    for ext, fmt in pil_format.items():
+        out = io.BytesIO()
+        PILImage.new("RGB", (8, 6), (10, 200, 30)).save(out, format=fmt)
+        assert decode_image(out.getvalue()).shape == (6, 8, 3), ext
+    assert set(pil_format.values()) | {"MPO"} == set(ALLOWED_FORMATS)  # MPO: multi-picture JPEG
+    assert set(IMAGE_CONTENT_TYPES.values()) <= set(IMAGE_EXTENSIONS)

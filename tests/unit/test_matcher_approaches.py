@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from secrets_env import with_secrets
 
 from facegate.adapters.memory_store import MemoryStore
 from facegate.adapters.recording import stream_id_after
@@ -99,10 +100,7 @@ class Door:
 @pytest.fixture
 def door() -> Door:
     settings = MatcherSettings.from_env(
-        {
-            "FACEGATE_SIGNING_SECRET": "unit-test-secret-0123456789",
-            "FACEGATE_APPROACH_WINDOW_S": str(WINDOW),
-        }
+        with_secrets(signing_secret="unit-test-secret-0123456789", approach_window_s=str(WINDOW))
     )
     store = MemoryStore()
     clock = [NOW]
@@ -304,3 +302,77 @@ def test_an_opening_frame_and_a_closing_deny_share_the_door_stream_in_order(door
     assert heard[0].stream_id == f"{int((NOW + WINDOW) * 1000)}-0"
     assert heard[1].stream_id is not None
     assert heard[1].stream_id == stream_id_after(heard[0].stream_id)
+
+
+# --- stale and unclaimed frames (issue 8's freshness rules meet approaches) ----------------
+
+
+def test_a_stale_frame_never_opens_and_closes_its_approach_as_timeout(door: Door) -> None:
+    """Written longer ago than the deadline: DENY timeout whatever the face;
+    its window (from its written-at) is over, so it is audited as late and
+    the approach gets its one DENY at once."""
+    a = approach_id()
+    old = door.service.handle(door.frame(a, door.alice, uploaded=NOW - 11.0))
+    assert old.event is not None and (old.event.decision, old.event.reason) == (
+        Decision.DENY,
+        Reason.TIMEOUT,
+    )
+    assert old.frame is FrameStatus.LATE and old.event.stream_id is None
+    (deny,) = door.door_events()
+    assert (deny.decision, deny.reason, deny.approach) == (Decision.DENY, Reason.TIMEOUT, a)
+    assert deny.upload_id == old.event.upload_id  # the approach's only frame
+    assert len(door.store.read_log(None)) == 2  # the frame's audit entry and the closing DENY
+
+
+def test_a_frame_from_the_future_never_opens_nor_stretches_the_window(door: Door) -> None:
+    """Written further ahead than FACEGATE_CLOCK_SKEW_S: DENY timeout, and
+    its window counts from now, not from its stamp."""
+    a = approach_id()
+    ahead = NOW + door.settings.clock_skew_s + 60.0
+    future = door.service.handle(door.frame(a, door.alice, uploaded=ahead))
+    assert future.event is not None and future.event.reason is Reason.TIMEOUT
+    assert future.frame is FrameStatus.RECORDED and door.door_events() == []
+    door.clock[0] += WINDOW
+    assert door.service.close_due() == 1  # closed on the ordinary schedule
+    assert [(e.reason, e.approach) for e in door.door_events()] == [(Reason.TIMEOUT, a)]
+
+
+def test_a_stale_frame_does_not_stop_a_fresh_one_from_opening(door: Door) -> None:
+    a = approach_id()
+    door.service.handle(door.frame(a, unit(79)))  # the stranger: the window starts now
+    skewed = door.service.handle(door.frame(a, door.alice, uploaded=NOW + 30.0))
+    fresh = door.service.handle(door.frame(a, near(door.alice, 0.2)))
+    assert (skewed.frame, fresh.frame) == (FrameStatus.RECORDED, FrameStatus.OPENED)
+    heard = door.door_events()
+    assert [(e.decision, e.person) for e in heard] == [(Decision.OPEN, "alice")]
+    assert fresh.event is not None and heard[0].upload_id == fresh.event.upload_id
+
+
+def test_an_unclaimed_or_unstamped_frame_never_opens(door: Door) -> None:
+    """A frame denied before encoding (no claim: ingest never sends one as a
+    frame, but the matcher must not care who did) and one without a
+    written-at stamp are recorded as frames, audited, and never open."""
+    a = approach_id()
+    unclaimed = MatchRequest.denied(
+        keys.new_upload_id(), "lobby", "cam-1", reason=Reason.UNCLAIMED,
+        stamps={"uploaded": NOW}, approach=a,
+    )  # fmt: skip
+    unstamped = dataclasses.replace(door.frame(a, door.alice), stamps={"ingested": NOW})
+    outcomes = [door.service.handle(unclaimed), door.service.handle(unstamped)]
+    assert [(o.frame, o.event and o.event.reason) for o in outcomes] == [
+        (FrameStatus.RECORDED, Reason.UNCLAIMED),
+        (FrameStatus.RECORDED, Reason.TIMEOUT),
+    ]
+    assert door.door_events() == []
+    for request in (unclaimed, unstamped):  # each has its one decision record, audited
+        assert door.store.get_decision(request.upload_id) is not None
+    assert len(door.store.read_log(None)) == 2
+    door.clock[0] += WINDOW
+    assert door.service.close_due() == 1
+    (deny,) = door.door_events()
+    assert deny.decision is Decision.DENY and deny.approach == a
+    # neither frame has a distance: the DENY names one of them, with its reason
+    assert (deny.upload_id, deny.reason) in {
+        (unclaimed.upload_id, Reason.UNCLAIMED),
+        (unstamped.upload_id, Reason.TIMEOUT),
+    }

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from secrets_env import with_secrets
 
 from facegate.adapters.memory_store import MemoryStore
 from facegate.core import keys
@@ -86,7 +87,7 @@ class World:
 
 @pytest.fixture
 def world() -> World:
-    settings = MatcherSettings.from_env({"FACEGATE_SIGNING_SECRET": "unit-test-secret-0123456789"})
+    settings = MatcherSettings.from_env(with_secrets(signing_secret="unit-test-secret-0123456789"))
     store = MemoryStore()
     clock = [NOW]
     service = MatcherService(settings, store, clock=lambda: clock[0])

@@ -94,6 +94,7 @@ def test_enums_are_str_enums_with_design_values() -> None:
         "unknown_door",
         "timeout",
         "internal_error",
+        "unclaimed",
     ]
     assert Decision.DENY == "DENY"
     assert UploadKind("enroll") is UploadKind.ENROLL

@@ -8,7 +8,7 @@ import pytest
 from facegate.core.errors import BadMessageError
 from facegate.core.matching import Gallery
 from facegate.core.messages import Decision, MatchRequest, Reason
-from facegate.core.policy import DoorMode, DoorPolicy, Verdict, decide
+from facegate.core.policy import DoorMode, DoorPolicy, Verdict, approach_start, decide
 
 pytestmark = pytest.mark.unit
 
@@ -162,9 +162,70 @@ def test_timeout(people: dict[str, np.ndarray], gallery: Gallery) -> None:
     late = request(stamps={"uploaded": NOW - 10.5, "ingested": NOW - 9.0})
     v = run(VERIFY, late, people["alice"][None], gallery)
     assert (v.decision, v.reason) == (Decision.DENY, Reason.TIMEOUT)
-    on_time = request(stamps={"ingested": NOW - 9.0})
+    on_time = request(stamps={"uploaded": NOW - 9.0})
     assert run(VERIFY, on_time, people["alice"][None], gallery).granted
     assert decide(VERIFY, late, people["alice"][None], gallery, NOW).granted  # no deadline
+    # only the written-at stamp counts: a recent `ingested` does not make an old photo fresh
+    replayed = request(stamps={"uploaded": NOW - 60.0, "ingested": NOW - 0.1})
+    assert run(VERIFY, replayed, people["alice"][None], gallery).reason is Reason.TIMEOUT
+    # no written-at at all: freshness cannot be shown
+    unknown_age = request(stamps={"ingested": NOW - 0.1})
+    assert run(VERIFY, unknown_age, people["alice"][None], gallery).reason is Reason.TIMEOUT
+
+
+def test_a_written_at_in_the_future_is_bounded_by_the_skew(
+    people: dict[str, np.ndarray], gallery: Gallery
+) -> None:
+    probe = people["alice"][None]
+    ahead = request(stamps={"uploaded": NOW + 1.5})
+    assert decide(VERIFY, ahead, probe, gallery, NOW, deadline_s=10.0, clock_skew_s=2.0).granted
+    far = request(stamps={"uploaded": NOW + 2.5})
+    v = decide(VERIFY, far, probe, gallery, NOW, deadline_s=10.0, clock_skew_s=2.0)
+    assert v.reason is Reason.TIMEOUT
+
+
+@pytest.mark.parametrize("error", [Reason.UNCLAIMED, Reason.BAD_IMAGE, Reason.INTERNAL_ERROR])
+def test_a_stale_upload_is_timeout_whatever_the_earlier_stages_said(
+    gallery: Gallery, error: Reason
+) -> None:
+    """Rule order: unknown door, then stale, then the earlier stage's reason."""
+    empty = np.zeros((0, 128), np.float32)
+    stale = request(error=error, faces=0, stamps={"uploaded": NOW - 11.0})
+    assert run(IDENTIFY, stale, empty, gallery).reason is Reason.TIMEOUT
+    fresh = request(error=error, faces=0)
+    assert run(IDENTIFY, fresh, empty, gallery).reason is error
+    assert run(None, stale, empty, gallery).reason is Reason.UNKNOWN_DOOR
+    # no written-at at all (an unreadable message denied upstream): its own reason
+    unstamped = request(error=error, faces=0, stamps={})
+    assert run(IDENTIFY, unstamped, empty, gallery).reason is error
+
+
+def test_unclaimed_never_opens_even_with_an_enrolled_face(
+    people: dict[str, np.ndarray], gallery: Gallery
+) -> None:
+    for policy in (VERIFY, IDENTIFY):
+        v = run(policy, request(error=Reason.UNCLAIMED), people["alice"][None], gallery)
+        assert (v.decision, v.reason) == (Decision.DENY, Reason.UNCLAIMED)
+
+
+def test_freshness_comes_first_at_a_calibrated_door(
+    people: dict[str, np.ndarray], gallery: Gallery
+) -> None:
+    """An identify door without a fixed threshold (calibrated for its
+    gallery, issue 11) applies the same freshness rules before any face."""
+    calibrated = DoorPolicy("front", DoorMode.IDENTIFY, frozenset({"*"}), frames=3)
+    probe = people["alice"][None]
+    assert run(calibrated, request(badge=None), probe, gallery).granted
+    for stamps in ({"uploaded": NOW - 11.0}, {"uploaded": NOW + 60.0}, {"ingested": NOW}):
+        v = run(calibrated, request(badge=None, stamps=stamps), probe, gallery)
+        assert (v.decision, v.reason) == (Decision.DENY, Reason.TIMEOUT)
+
+
+def test_an_approach_window_starts_at_the_written_at_never_in_the_future() -> None:
+    assert approach_start({"uploaded": NOW - 1.5, "ingested": NOW}, NOW) == NOW - 1.5
+    assert approach_start({"uploaded": NOW + 30.0}, NOW) == NOW  # a store clock ahead
+    assert approach_start({"ingested": NOW - 5.0}, NOW) == NOW  # no written-at: from now
+    assert approach_start({"uploaded": float("nan")}, NOW) == NOW
 
 
 def test_dimension_mismatch_is_internal_error(gallery: Gallery) -> None:

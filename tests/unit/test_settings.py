@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from secrets_env import TEST_SECRETS, with_secrets
 
 from facegate.core.errors import ConfigError
 from facegate.runtime.settings import CommonSettings, placeholder_reason
@@ -17,16 +18,17 @@ pytestmark = pytest.mark.unit
 
 STRONG = {
     "FACEGATE_ENV": "production",
-    "FACEGATE_S3_ACCESS_KEY": "facegate-prod",
-    "FACEGATE_S3_SECRET_KEY": "q8Zr2Lw9Xv4Tn7Kp1Ys6",
-    "FACEGATE_SIGNING_SECRET": "d4F9s8A7g6H5j4K3l2Z1x0Cv",
-    "FACEGATE_WEBHOOK_TOKEN": "Wb7Hk2Lq9Zx4Mn8Pr3Ts",
-    "FACEGATE_CAMERA_TOKEN": "Cm5Rt8Yu1Io4Pa7Sd0Fg",
+    "FACEGATE_S3_ACCESS_KEY": "facegate-prod-Jk4Lm7Nb2Vc5Xz8Qa1Ws3",
+    "FACEGATE_S3_SECRET_KEY": "q8Zr2Lw9Xv4Tn7Kp1Ys6Hb3Gf5Dc8Ve2Rt",
+    "FACEGATE_SIGNING_SECRET": "d4F9s8A7g6H5j4K3l2Z1x0Cv9Bn8Mq7Wp",
+    "FACEGATE_WEBHOOK_TOKEN": "Wb7Hk2Lq9Zx4Mn8Pr3Ts6Yu1Io5Pa2Sd9F",
+    "FACEGATE_CAMERA_TOKEN": "Cm5Rt8Yu1Io4Pa7Sd0Fg3Hj6Kl9Zx2Cv5B",
 }
+SECRET_VARIABLES = sorted(TEST_SECRETS)
 
 
 def test_development_defaults_follow_design() -> None:
-    s = MatcherSettings.from_env({})
+    s = MatcherSettings.from_env(with_secrets())
     assert s.env == "development"
     assert s.redis_url == "redis://127.0.0.1:6390/0"
     assert s.broker_url == "redis://127.0.0.1:6390/1"
@@ -35,7 +37,7 @@ def test_development_defaults_follow_design() -> None:
     assert s.bucket == "facegate-uploads"
     assert (s.threshold, s.margin, s.event_ttl_s, s.deadline_s) == (0.6, 0.1, 30, 10.0)
     assert s.visibility_timeout_s == 60
-    i = IngestSettings.from_env({})
+    i = IngestSettings.from_env(with_secrets())
     assert (i.ingest_host, i.ingest_port, i.presign_expiry_s, i.notifications) == (
         "127.0.0.1",
         18700,
@@ -43,9 +45,27 @@ def test_development_defaults_follow_design() -> None:
         "seaweedfs",
     )
     assert i.s3_public_endpoint == i.s3_endpoint
-    e = EncoderSettings.from_env({})
+    e = EncoderSettings.from_env(with_secrets())
     assert (e.batch_size, e.batch_wait_ms, e.probe_ttl_s, e.model_cache) == (16, 15, 3600, None)
-    assert "not-for-production" in s.signing_secret.get_secret_value()
+    assert s.clock_skew_s == 2.0
+
+
+@pytest.mark.parametrize("name", SECRET_VARIABLES)
+@pytest.mark.parametrize("environment", ["development", "production"])
+def test_no_secret_has_a_default(name: str, environment: str) -> None:
+    """A missing secret is refused in every environment, naming the variable."""
+    env = {**(STRONG if environment == "production" else TEST_SECRETS), "FACEGATE_ENV": environment}
+    del env[name]
+    with pytest.raises(ConfigError, match=f"{name}: must be set"):
+        IngestSettings.from_env(env)
+    with pytest.raises(ConfigError, match=f"{name}: must be set"):
+        IngestSettings.from_env({**env, name: ""})
+
+
+def test_the_code_holds_no_secret_default() -> None:
+    for cls in (CommonSettings, IngestSettings, MatcherSettings, EncoderSettings):
+        for name in cls.secret_fields():
+            assert cls.model_fields[name].is_required(), f"{cls.__name__}.{name} has a default"
 
 
 def test_values_are_parsed() -> None:
@@ -59,6 +79,7 @@ def test_values_are_parsed() -> None:
         "FACEGATE_S3_PUBLIC_ENDPOINT": "cams.example.org:9000",
         "FACEGATE_NOTIFICATIONS": "minio",
     }
+    env = with_secrets(env)
     m = MatcherSettings.from_env(env)
     assert m.broker_url == "redis://redis:6379/1"
     assert m.s3_secure is True
@@ -68,7 +89,7 @@ def test_values_are_parsed() -> None:
     ingest = IngestSettings.from_env(env)
     assert ingest.s3_public_endpoint == "cams.example.org:9000"
     assert ingest.notifications == "minio"
-    explicit = CommonSettings.from_env({"FACEGATE_BROKER_URL": "redis://other:1/5"})
+    explicit = CommonSettings.from_env(with_secrets(broker_url="redis://other:1/5"))
     assert explicit.broker_url == "redis://other:1/5"
 
 
@@ -99,7 +120,7 @@ def test_values_are_parsed() -> None:
 )
 def test_bounds_and_formats(cls: type[CommonSettings], name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
-        cls.from_env({name: value})
+        cls.from_env(with_secrets({name: value}))
 
 
 def test_production_accepts_strong_secrets() -> None:
@@ -131,7 +152,9 @@ def test_production_refuses_missing_secrets(name: str) -> None:
         ("FACEGATE_SIGNING_SECRET", "CHANGEME"),
         ("FACEGATE_SIGNING_SECRET", "please-change-me-now-1234"),
         ("FACEGATE_SIGNING_SECRET", "short-Secret1"),
-        ("FACEGATE_SIGNING_SECRET", "aaaaaaaaaaaaaaaaaaaaaaaa"),
+        ("FACEGATE_SIGNING_SECRET", "d4F9s8A7g6H5j4K3l2Z1x0Cv9Bn8Mq7"),  # 31 characters
+        ("FACEGATE_S3_ACCESS_KEY", "abc"),
+        ("FACEGATE_SIGNING_SECRET", "ab" * 20),
         ("FACEGATE_SIGNING_SECRET", "facegate-dev-signing-secret-not-for-production"),
         ("FACEGATE_S3_SECRET_KEY", "minioadmin"),
         ("FACEGATE_S3_SECRET_KEY", "password"),
@@ -145,15 +168,25 @@ def test_production_refuses_placeholders(name: str, value: str) -> None:
         IngestSettings.from_env({**STRONG, name: value})
 
 
+@pytest.mark.parametrize("other", [n for n in SECRET_VARIABLES if n != "FACEGATE_SIGNING_SECRET"])
+def test_production_refuses_one_value_for_two_secrets(other: str) -> None:
+    env = {**STRONG, other: STRONG["FACEGATE_SIGNING_SECRET"]}
+    with pytest.raises(ConfigError, match="same value") as info:
+        IngestSettings.from_env(env)
+    assert other in str(info.value) and "FACEGATE_SIGNING_SECRET" in str(info.value)
+    assert STRONG["FACEGATE_SIGNING_SECRET"] not in str(info.value)
+
+
 def test_development_accepts_weak_values() -> None:
-    s = MatcherSettings.from_env({"FACEGATE_SIGNING_SECRET": "secret"})
+    s = MatcherSettings.from_env(with_secrets(signing_secret="secret"))
     assert s.signing_secret.get_secret_value() == "secret"
 
 
 def test_placeholder_reason() -> None:
     assert placeholder_reason("minioadmin") == "is a placeholder"
     assert placeholder_reason("abc") is not None
-    assert placeholder_reason("d4F9s8A7g6H5j4K3l2Z1") is None
+    assert placeholder_reason("d4F9s8A7g6H5j4K3l2Z1") == "is shorter than 32 characters"
+    assert placeholder_reason("d4F9s8A7g6H5j4K3l2Z1x0Cv9Bn8Mq7W") is None
 
 
 def test_describe_masks_secrets() -> None:
@@ -169,7 +202,7 @@ def test_describe_masks_secrets() -> None:
 
 
 def test_settings_are_frozen() -> None:
-    s = MatcherSettings.from_env({})
+    s = MatcherSettings.from_env(with_secrets())
     with pytest.raises(ValidationError, match="frozen"):
         s.threshold = 0.9  # type: ignore[misc]
 
@@ -183,9 +216,9 @@ def test_unknown_variable_is_refused_with_the_closest_name() -> None:
 
 def test_another_services_variable_is_accepted() -> None:
     """One .env for the whole deployment: the matcher ignores the encoder's batch size."""
-    s = MatcherSettings.from_env({"FACEGATE_BATCH_SIZE": "8", "FACEGATE_INGEST_PORT": "1234"})
+    s = MatcherSettings.from_env(with_secrets(batch_size="8", ingest_port="1234"))
     assert not hasattr(s, "batch_size")
-    assert MatcherSettings.from_env({}).threshold == s.threshold
+    assert MatcherSettings.from_env(with_secrets()).threshold == s.threshold
 
 
 def test_every_settings_class_is_registered() -> None:
@@ -227,7 +260,7 @@ def test_env_names_and_describe_agree() -> None:
     names = IngestSettings.env_names()
     assert names["ingest_port"] == "FACEGATE_INGEST_PORT"
     assert names["threshold" if "threshold" in names else "bucket"] == "FACEGATE_BUCKET"
-    assert set(IngestSettings.from_env({}).describe()) == set(names.values())
+    assert set(IngestSettings.from_env(with_secrets()).describe()) == set(names.values())
 
 
 def test_secrets_do_not_leak_through_repr() -> None:

@@ -159,3 +159,96 @@ def test_malformed_bodies(body: bytes) -> None:
 def test_too_many_records() -> None:
     with pytest.raises(BadMessageError, match="records"):
         parse_events(minio(*[minio_record()] * 1001))
+
+
+# --- written-at: when the store wrote the object -------------------------------------
+
+CAPTURED_SEAWEED_CREATE = {
+    # posted by `weed mini` 4.48 for an S3 PUT of 5 bytes (2026-12-01), trimmed of nothing
+    "event_type": "create",
+    "key": "/buckets/fgb/uploads/front/cam1/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.jpg",
+    "message": {
+        "new_entry": {
+            "name": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.jpg",
+            "chunks": [
+                {
+                    "size": 5,
+                    "modified_ts_ns": 1796143831082015050,
+                    "e_tag": "XUFAKrxLKna5cZ2REBfFkg==",
+                    "fid": {"volume_id": 1, "file_key": 1, "cookie": 2317190437},
+                }
+            ],
+            "attributes": {
+                "file_size": 5,
+                "mtime": 1796143831,
+                "file_mode": 432,
+                "crtime": 1796143831,
+                "mime": "image/jpeg",
+                "md5": "XUFAKrxLKna5cZ2REBfFkg==",
+                "inode": 9559435780705151571,
+                "ctime": 1796143831,
+                "atime": 1796143831,
+            },
+            "extended": {
+                "Seaweed-X-Amz-ETag": "NWQ0MTQwMmFiYzRiMmE3NmI5NzE5ZDkxMTAxN2M1OTI=",
+                "Seaweed-X-Amz-Owner": "Zmc=",
+            },
+        },
+        "delete_chunks": True,
+        "new_parent_path": "/buckets/fgb/uploads/front/cam1",
+        "signatures": [966361833],
+    },
+}
+
+
+def test_seaweed_written_at_comes_from_the_chunk_write_time() -> None:
+    [event] = parse_events(json.dumps(CAPTURED_SEAWEED_CREATE))
+    assert event.key == "uploads/front/cam1/" + "a" * 32 + ".jpg"
+    assert event.written_at == pytest.approx(1796143831.082015, abs=1e-6)
+    assert event.etag == hashlib.md5(b"hello").hexdigest()
+
+
+def _variant(entry_changes: dict[str, Any], attr_changes: dict[str, Any]) -> float | None:
+    body = json.loads(json.dumps(CAPTURED_SEAWEED_CREATE))
+    entry = body["message"]["new_entry"]
+    entry.update(entry_changes)
+    entry["attributes"].update(attr_changes)
+    for name, value in list(entry["attributes"].items()):
+        if value is None:
+            del entry["attributes"][name]
+    [event] = parse_events(json.dumps(body))
+    return event.written_at
+
+
+def test_seaweed_written_at_fallbacks() -> None:
+    two_chunks = [
+        {"modified_ts_ns": 1796143832_000000000},
+        {"modified_ts_ns": "1796143831500000000"},
+    ]
+    assert _variant({"chunks": two_chunks}, {}) == pytest.approx(1796143831.5)  # the earliest
+    assert _variant({"chunks": []}, {}) == 1796143831.0  # whole-second mtime
+    assert _variant({"chunks": []}, {"mtime_ns": 250_000_000}) == pytest.approx(1796143831.25)
+    assert _variant({"chunks": []}, {"mtime": None, "crtime": 1796143830}) == 1796143830.0
+    # implausible or malformed times are not believed: ingest asks the store instead
+    assert _variant({"chunks": [{"modified_ts_ns": 5}]}, {"mtime": None, "crtime": None}) is None
+    assert _variant({"chunks": "x"}, {"mtime": "soon", "crtime": 10**30}) is None
+    assert _variant({"chunks": []}, {"mtime": True, "crtime": None}) is None
+
+
+def test_minio_written_at_is_the_event_time() -> None:
+    record = {**minio_record(), "eventTime": "2026-12-01T16:50:31.082Z"}
+    [event] = parse_events(minio(record))
+    assert event.written_at == pytest.approx(1796143831.082)
+    for bad in ("yesterday", "2026-12-01T16:50:31", 1796143831, None, "1900-01-01T00:00:00Z"):
+        [event] = parse_events(minio({**minio_record(), "eventTime": bad}))
+        assert event.written_at is None, bad
+
+
+def test_huge_numbers_do_not_escape_as_overflow() -> None:
+    body = minio(minio_record()).replace(b'"size": 1234', b'"size": 1e999')
+    [event] = parse_events(body)
+    assert event.size is None
+    body = minio(minio_record()).replace(b'"size": 1234', b'"size": ' + b"9" * 400)
+    assert parse_events(body)[0].size is None
+    with pytest.raises(BadMessageError):
+        parse_events(b"[" * 100_000)

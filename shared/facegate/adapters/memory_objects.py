@@ -12,7 +12,8 @@ names its key (``memory://<bucket>/<key>?expires=<s>``) so a test can PUT
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 from facegate.adapters.objectstore import ObjectInfo
 from facegate.core.errors import ImageError, StoreUnavailableError
@@ -21,12 +22,16 @@ from facegate.core.errors import ImageError, StoreUnavailableError
 class MemoryObjectStore:
     """A bucket in a dict."""
 
-    def __init__(self, bucket: str = "facegate-uploads") -> None:
+    def __init__(
+        self, bucket: str = "facegate-uploads", *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.bucket = bucket
+        self.clock = clock
+        """Gives each object its Last-Modified (whole seconds, as S3 does)."""
         self.available = True
         self.presigned: list[tuple[str, int]] = []
         """``(key, expires_s)`` of every presigned PUT issued."""
-        self._objects: dict[str, tuple[bytes, str, dict[str, str]]] = {}
+        self._objects: dict[str, tuple[bytes, str, dict[str, str], float]] = {}
         self._lock = threading.Lock()
 
     def _check(self, what: str) -> None:
@@ -45,7 +50,8 @@ class MemoryObjectStore:
     ) -> None:
         with self._lock:
             self._check(f"put {key}")
-            self._objects[key] = (bytes(data), content_type, dict(metadata or {}))
+            written = float(int(self.clock()))
+            self._objects[key] = (bytes(data), content_type, dict(metadata or {}), written)
 
     def get(self, key: str, max_bytes: int) -> bytes:
         with self._lock:
@@ -63,8 +69,20 @@ class MemoryObjectStore:
             found = self._objects.get(key)
         if found is None:
             return None
-        data, content_type, metadata = found
-        return ObjectInfo(key, len(data), content_type, None, metadata)
+        data, content_type, metadata, written = found
+        return ObjectInfo(key, len(data), content_type, None, metadata, written)
+
+    def list_objects(
+        self, prefix: str, *, start_after: str = "", limit: int = 1000
+    ) -> list[ObjectInfo]:
+        with self._lock:
+            self._check(f"list {prefix}")
+            names = sorted(k for k in self._objects if k.startswith(prefix) and k > start_after)
+            found = [(name, self._objects[name]) for name in names[: max(0, limit)]]
+        return [
+            ObjectInfo(name, len(data), None, None, {}, written)
+            for name, (data, _type, _meta, written) in found
+        ]
 
     def delete(self, key: str) -> None:
         with self._lock:

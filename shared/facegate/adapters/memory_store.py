@@ -23,18 +23,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from facegate.adapters.memory_approaches import MemoryApproaches
+from facegate.adapters.memory_claims import MemoryIngestState
 from facegate.adapters.recording import ALREADY, RECORDED, TAKEN
 from facegate.adapters.store import (
     DEFAULT_DECISION_TTL_S,
     F32,
-    Claim,
     Probe,
     Recorded,
     Signer,
@@ -51,9 +50,10 @@ from facegate.core.messages import DoorEvent
 from facegate.core.policy import DoorPolicy
 
 
-class MemoryStore(MemoryApproaches):
+class MemoryStore(MemoryIngestState, MemoryApproaches):
     """Every store interface in one process's memory (the approaches' part
-    in :mod:`facegate.adapters.memory_approaches`)."""
+    in :mod:`facegate.adapters.memory_approaches`, claims and the
+    reconciler's state in :mod:`facegate.adapters.memory_claims`)."""
 
     def __init__(
         self,
@@ -78,6 +78,7 @@ class MemoryStore(MemoryApproaches):
         self._streams: dict[str, list[StreamEntry]] = {}
         self._last_ids: dict[str, str] = {}
         """The last id each door stream gave (as Redis's last-generated-id)."""
+        self._cursors: dict[str, str] = {}
         self._last_ms = 0
         self._seq = 0
 
@@ -240,47 +241,6 @@ class MemoryStore(MemoryApproaches):
             self._key_versions[door] = version
             self._version += 1
             return version
-
-    # --- claims ---------------------------------------------------------------------------
-
-    def put_claim(
-        self,
-        upload_id: str,
-        *,
-        key: str,
-        door: str,
-        camera: str,
-        badge: str | None,
-        ttl_s: int,
-        direct: bool = False,
-        approach: str | None = None,
-    ) -> None:
-        claim = Claim(
-            upload_id,
-            key,
-            keys.check_door(door),
-            keys.check_camera(camera),
-            None if badge is None else keys.check_person(badge),
-            direct=direct,
-            approach=None if approach is None else keys.check_upload_id(approach),
-        )
-        with self._cond:
-            self._check()
-            self._put(keys.claim_key(upload_id), claim, ttl_s)
-
-    def get_claim(self, upload_id: str) -> Claim | None:
-        with self._cond:
-            self._check()
-            claim: Claim | None = self._get(keys.claim_key(upload_id))
-            return claim
-
-    def mark_enqueued(self, upload_id: str, when: float) -> None:
-        name = keys.claim_key(upload_id)
-        with self._cond:
-            self._check()
-            claim = self._get(name)
-            if claim is not None:
-                self._expiring[name] = (replace(claim, enqueued_at=when), self._expiring[name][1])
 
     # --- decisions -------------------------------------------------------------------------
 

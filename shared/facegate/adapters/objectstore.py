@@ -18,6 +18,7 @@ Nothing connects at construction; the first call does.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -57,6 +58,8 @@ class ObjectInfo:
     content_type: str | None
     etag: str | None
     metadata: Mapping[str, str]
+    last_modified: float | None = None
+    """When the store wrote the object (unix seconds; S3 gives whole seconds)."""
 
 
 @runtime_checkable
@@ -76,6 +79,10 @@ class ObjectStore(Protocol):
     def get(self, key: str, max_bytes: int) -> bytes: ...
 
     def stat(self, key: str) -> ObjectInfo | None: ...
+
+    def list_objects(
+        self, prefix: str, *, start_after: str = "", limit: int = 1000
+    ) -> list[ObjectInfo]: ...
 
     def delete(self, key: str) -> None: ...
 
@@ -214,7 +221,34 @@ class MinioObjectStore:
             content_type=st.content_type,
             etag=st.etag,
             metadata=meta,
+            last_modified=st.last_modified.timestamp() if st.last_modified else None,
         )
+
+    def list_objects(
+        self, prefix: str, *, start_after: str = "", limit: int = 1000
+    ) -> list[ObjectInfo]:
+        """At most ``limit`` objects under ``prefix`` whose keys sort after
+        ``start_after``, in key order (one ListObjectsV2 page for ``limit``
+        <= 1000): size, ETag and Last-Modified, no content type or metadata."""
+        with _translated("list", prefix):
+            listed = self.client.list_objects(
+                self.bucket, prefix=prefix, recursive=True, start_after=start_after or None
+            )
+            out: list[ObjectInfo] = []
+            for obj in itertools.islice(listed, max(0, limit)):
+                if obj.object_name is None or obj.is_dir:
+                    continue
+                out.append(
+                    ObjectInfo(
+                        key=obj.object_name,
+                        size=int(obj.size or 0),
+                        content_type=None,
+                        etag=obj.etag,
+                        metadata={},
+                        last_modified=obj.last_modified.timestamp() if obj.last_modified else None,
+                    )
+                )
+        return out
 
     def delete(self, key: str) -> None:
         """Remove one object (no error when it is already gone)."""

@@ -36,9 +36,9 @@ import numpy.typing as npt
 import redis
 
 from facegate.adapters.redis_approaches import RedisApproaches
+from facegate.adapters.redis_claims import RedisIngestState
 from facegate.adapters.redis_codec import (
     FORMAT_VERSION,
-    MARK_ENQUEUED_LUA,
     RECORD_LUA,
     ROTATE_KEY_LUA,
     decode_probe,
@@ -56,15 +56,18 @@ from facegate.adapters.store import (
     probe_rows,
 )
 from facegate.core import keys
-from facegate.core.errors import BadMessageError, RedisUnavailableError
+from facegate.core.errors import RedisUnavailableError
 from facegate.core.policy import DoorPolicy
 
 log = logging.getLogger(__name__)
 
-class RedisStore(RedisDoorEvents, RedisApproaches):
+
+class RedisStore(RedisIngestState, RedisDoorEvents, RedisApproaches):
     """All of facegate's Redis state, behind one small interface (the
     decisions, streams and key versions are :class:`RedisDoorEvents`, the
-    approaches' part is in :mod:`facegate.adapters.redis_approaches`).
+    approaches' part is in :mod:`facegate.adapters.redis_approaches`;
+    claims, pending marks and the reconciler's state are
+    :class:`~facegate.adapters.redis_claims.RedisIngestState`).
 
     ``client`` is a ``redis.Redis`` (bytes responses, the default). Nothing
     connects until the first call.
@@ -83,8 +86,8 @@ class RedisStore(RedisDoorEvents, RedisApproaches):
         self.stream_maxlen = stream_maxlen
         self.decision_ttl_s = decision_ttl_s
         self._record = client.register_script(RECORD_LUA)
-        self._mark_enqueued = client.register_script(MARK_ENQUEUED_LUA)
         self._rotate_key = client.register_script(ROTATE_KEY_LUA)
+        self._register_ingest_scripts()
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStore:
@@ -266,64 +269,6 @@ class RedisStore(RedisDoorEvents, RedisApproaches):
             deleted, removed, _ = pipe.execute()
         return bool(deleted or removed)
 
-    # --- claims -------------------------------------------------------------------
-
-    def put_claim(
-        self,
-        upload_id: str,
-        *,
-        key: str,
-        door: str,
-        camera: str,
-        badge: str | None,
-        ttl_s: int,
-        direct: bool = False,
-        approach: str | None = None,
-    ) -> None:
-        """Bind a badge (or none) and an approach (or none) to the object
-        key of one upload."""
-        mapping = {
-            "key": key,
-            "door": keys.check_door(door),
-            "camera": keys.check_camera(camera),
-            "badge": "" if badge is None else keys.check_person(badge),
-        }
-        if direct:
-            mapping["direct"] = "1"
-        if approach is not None:
-            mapping["approach"] = keys.check_upload_id(approach)
-        name = keys.claim_key(upload_id)
-        with translated("put_claim"):
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hset(name, mapping=mapping)  # type: ignore[arg-type]
-            pipe.expire(name, ttl_s)
-            pipe.execute()
-
-    def get_claim(self, upload_id: str) -> Claim | None:
-        with translated("get_claim"):
-            raw = self.client.hgetall(keys.claim_key(upload_id))
-        if not raw:
-            return None
-        fields = {str(text(k)): str(text(v)) for k, v in raw.items()}  # type: ignore[union-attr]
-        try:
-            enqueued = fields.get("enqueued")
-            return Claim(
-                upload_id=upload_id,
-                key=fields["key"],
-                door=fields["door"],
-                camera=fields["camera"],
-                badge=fields["badge"] or None,
-                direct=fields.get("direct") == "1",
-                enqueued_at=None if not enqueued else float(enqueued),
-                approach=fields.get("approach") or None,
-            )
-        except (KeyError, ValueError) as exc:
-            raise BadMessageError(f"claim of {upload_id} is malformed") from exc
-
-    def mark_enqueued(self, upload_id: str, when: float) -> None:
-        """Note that the upload was sent to the encoder (only while its claim exists)."""
-        with translated("mark_enqueued"):
-            self._mark_enqueued(keys=[keys.claim_key(upload_id)], args=[f"{when:.6f}"])
 
     # --- enrolment replies ------------------------------------------------------------
 

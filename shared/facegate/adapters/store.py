@@ -11,13 +11,14 @@ Each service depends only on the part it uses::
     GalleryStore    people and their templates, with a version counter
     DoorStore       door policies
     ClaimStore      the badge bound to an upload's object key (ingest)
+    ReconcileStore  pending marks, the reconciler's lease and cursor (ingest)
     DecisionStore   the exactly-once decision, the door and audit streams
     ApproachStore   frames of one approach: at most one OPEN, one DENY at the window's end
+    ReplyStore      enrolment results for the waiting administrator
 
 How a door event gets its stream id and signature, the same for every store
 and every kind of record: :mod:`facegate.adapters.recording` (its names are
 re-exported here).
-    ReplyStore      enrolment results for the waiting administrator
 
 Errors: an unreachable store raises
 :class:`~facegate.core.errors.RedisUnavailableError` (transient); malformed
@@ -220,6 +221,24 @@ class ClaimStore(Protocol):
         """Note that the upload was sent to the encoder (only while its claim exists)."""
 
 
+class ReconcileStore(Protocol):
+    def mark_pending(self, upload_id: str, ttl_s: int) -> None:
+        """Note that the upload was sent on and its decision is awaited."""
+
+    def is_pending(self, upload_id: str) -> bool: ...
+
+    def hold_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        """Take the lease ``name`` for ``holder`` (or renew it when ``holder``
+        has it); ``False`` while another holder has it."""
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up, only if ``holder`` has it."""
+
+    def get_cursor(self, name: str) -> str: ...
+
+    def set_cursor(self, name: str, value: str) -> None: ...
+
+
 class DecisionStore(Protocol):
     def record_decision(self, event: DoorEvent, sign: Signer) -> Recorded | None:
         """Record, stream and publish once per upload (:func:`record_signed`:
@@ -266,6 +285,17 @@ class MatcherStore(ProbeStore, GalleryStore, DoorStore, DecisionStore, ApproachS
     """What the matcher reads and writes."""
 
 
+class IngestStore(ClaimStore, ReconcileStore, Protocol):
+    """What ingest reads and writes: claims, pending marks, the reconciler's
+    state; whether a door exists and whether an upload was decided."""
+
+    def get_door(
+        self, door: str, *, default_threshold: float = 0.6, default_margin: float = 0.0
+    ) -> DoorPolicy | None: ...
+
+    def get_decision(self, upload_id: str) -> bytes | None: ...
+
+
 class EncoderStore(ProbeStore, ReplyStore, Protocol):
     """What the encoder writes."""
 
@@ -275,6 +305,7 @@ class Store(
     GalleryStore,
     DoorStore,
     ClaimStore,
+    ReconcileStore,
     DecisionStore,
     ApproachStore,
     ReplyStore,
@@ -296,9 +327,11 @@ __all__ = [
     "FrameRecorded",
     "FrameStatus",
     "GalleryStore",
+    "IngestStore",
     "MatcherStore",
     "Probe",
     "ProbeStore",
+    "ReconcileStore",
     "Recorded",
     "ReplyStore",
     "Signer",

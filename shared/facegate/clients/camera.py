@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from facegate.core.errors import FacegateError
+from facegate.core.keys import IMAGE_EXTENSIONS
 
 
 class CameraError(FacegateError):
@@ -58,7 +59,8 @@ class Burst:
     upload_ids: tuple[str, ...]
 
 
-CONTENT_TYPES = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png"}
+CONTENT_TYPES = IMAGE_EXTENSIONS
+"""Extension -> content type of the images ingest accepts."""
 
 
 def new_approach_id() -> str:

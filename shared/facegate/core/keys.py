@@ -35,9 +35,36 @@ AUDIT_STREAM = f"{PREFIX}:audit"
 
 APPROACHES_DUE = f"{PREFIX}:approaches:due"
 """Sorted set: approaches still open, scored by the end of their window."""
+RECONCILER_LEASE = f"{PREFIX}:reconciler:lease"
+"""String with a TTL: which ingest instance runs the reconciler's passes."""
+
+RECONCILER_CURSOR = f"{PREFIX}:reconciler:cursor"
+"""String: the last object key the reconciler looked at ("" = start over)."""
 
 UPLOADS_PREFIX = "uploads/"
 ENROLL_PREFIX = "enroll/"
+
+IMAGE_EXTENSIONS: dict[str, str] = {
+    "jpg": "image/jpeg",
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "bmp": "image/bmp",
+}
+"""Object-key extension -> content type, for the image formats the engine
+decodes (:data:`facegate.engine.images.ALLOWED_FORMATS`; a unit test keeps
+the two in step). Ingest refuses every other extension."""
+
+IMAGE_CONTENT_TYPES: dict[str, str] = {
+    "image/jpeg": "jpg",
+    "image/jpg": "jpg",
+    "image/pjpeg": "jpg",
+    "image/png": "png",
+    "image/webp": "webp",
+    "image/bmp": "bmp",
+    "image/x-ms-bmp": "bmp",
+}
+"""Content types ingest accepts for a direct upload -> the key's extension."""
 
 _EXT_RE = re.compile(r"[a-z0-9]{1,5}\Z")
 _UPLOAD_KEY_RE = re.compile(
@@ -144,6 +171,10 @@ def approach_key(door: str, camera: str, approach: str) -> str:
         f"{PREFIX}:approach:{check_door(door)}:{check_camera(camera)}:"
         f"{check_upload_id(approach)}"
     )
+def pending_key(upload_id: str) -> str:
+    """String with a TTL: the upload was sent on (to the encoder, or denied)
+    and its decision is awaited; the reconciler leaves it alone meanwhile."""
+    return f"{PREFIX}:pending:{check_upload_id(upload_id)}"
 
 
 def reply_key(upload_id: str) -> str:
@@ -194,8 +225,12 @@ __all__ = [
     "DOORS",
     "ENROLL_PREFIX",
     "GALLERY_VERSION",
+    "IMAGE_CONTENT_TYPES",
+    "IMAGE_EXTENSIONS",
     "PEOPLE",
     "PREFIX",
+    "RECONCILER_CURSOR",
+    "RECONCILER_LEASE",
     "UPLOADS_PREFIX",
     "approach_key",
     "check_camera",
@@ -213,6 +248,7 @@ __all__ = [
     "new_upload_id",
     "parse_enroll_key",
     "parse_upload_key",
+    "pending_key",
     "person_key",
     "probe_key",
     "reply_key",

@@ -17,7 +17,9 @@ an unknown schema version ``v``, malformed ids or names.
 
 ``stamps`` maps a pipeline stage (see :data:`STAGES`) to a unix time; each
 service adds its own with :meth:`with_stamp`, so a door event shows where the
-time went.
+time went. ``uploaded`` is when the object store wrote the object (the
+freshness of an access upload is measured from it, see
+:func:`facegate.core.policy.is_stale`), ``ingested`` when ingest sent it on.
 
 The shared JSON codec lives in :mod:`facegate.core.codec`, the id and name
 formats in :mod:`facegate.core.ids`; the public names of both are
@@ -72,6 +74,9 @@ class Reason(StrEnum):
     UNKNOWN_DOOR = "unknown_door"
     TIMEOUT = "timeout"
     INTERNAL_ERROR = "internal_error"
+    UNCLAIMED = "unclaimed"
+    """The object was not made through a presigned URL or a direct upload of
+    ingest (no claim bound to its key): never opens, whatever the face."""
 
     @classmethod
     def from_error(cls, exc: BaseException) -> Reason:

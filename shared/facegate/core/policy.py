@@ -5,9 +5,13 @@ request, the probe encodings, the gallery, the time) and returns a
 :class:`Verdict`. The rules, checked in this order, first match wins:
 
 1. no policy for the door -> ``DENY unknown_door``;
-2. the encoder reported an error (``bad_image``...) -> ``DENY`` with it;
-3. the upload is older than ``deadline_s`` (from its earliest stamp,
-   ``uploaded`` or else ``ingested``) -> ``DENY timeout``;
+2. the upload is stale: written more than ``deadline_s`` ago, or more than
+   ``clock_skew_s`` in the future -> ``DENY timeout``;
+3. an earlier stage denied it (``unclaimed`` from ingest, ``bad_image``
+   from the encoder...) -> ``DENY`` with that reason;
+3b. no written-at stamp at all: its freshness cannot be shown ->
+   ``DENY timeout`` (after 3 so that a message the encoder could not read,
+   denied with ``internal_error`` and no stamps, keeps that reason);
 4. no face -> ``DENY no_face``; more than one -> ``DENY several_faces``
    (one person per passage: a second face could be someone tailgating);
 5. probe and gallery of different dimensions -> ``DENY internal_error``;
@@ -38,6 +42,28 @@ request, the probe encodings, the gallery, the time) and returns a
 ``allowed`` may contain ``"*"``: everyone enrolled is allowed. A distance is
 "under the threshold" when ``distance < threshold`` (as in
 :mod:`facegate.core.matching`).
+
+Why staleness comes before the other stages' reasons: age is a property of
+the photo, known without looking at it, and it is what a late upload must be
+told whatever else happened to it. In particular an upload whose claim had
+expired by the time ingest heard of it (ingest was down, the store retried
+late, the reconciler found it) is ``timeout``, not ``unclaimed``: claims
+outlive their URL by more than the deadline plus the allowed skew
+(``services/ingest``), so a claim can only have expired for an upload that
+is stale anyway.
+
+The written-at stamp is ``stamps["uploaded"]``: when the object store wrote
+the object (its event time or the object's own timestamp, set by ingest),
+never when a service first heard of it. The encoder's early skip uses the
+same :func:`is_stale`.
+
+A frame of an approach is decided by exactly these rules, like any upload:
+a stale frame is ``DENY timeout``, an unclaimed one ``DENY unclaimed``
+(whatever the face). Whether a frame's verdict reaches the door is the
+approach's rule (:func:`facegate.adapters.recording.frame_status`): only an
+``OPEN`` verdict can, so such a frame never opens; it is recorded, audited,
+as a frame of its approach, and its DENY can be what the approach's closing
+DENY reports. Its window counts from :func:`approach_start`.
 """
 
 from __future__ import annotations
@@ -59,8 +85,8 @@ from facegate.core.messages import Decision, MatchRequest, Reason, is_name, is_p
 EVERYONE = "*"
 """In ``allowed``: every enrolled person may pass."""
 
-DEADLINE_STAMPS = ("uploaded", "ingested")
-"""Stamps the deadline is measured from (the earliest present)."""
+WRITTEN_STAMP = "uploaded"
+"""The stamp holding when the object store wrote the upload (unix seconds)."""
 
 
 class DoorMode(StrEnum):
@@ -215,10 +241,33 @@ def door_threshold(
     )
 
 
-def upload_time(request: MatchRequest) -> float | None:
-    """The earliest of the request's deadline stamps, ``None`` when absent."""
-    times = [request.stamps[s] for s in DEADLINE_STAMPS if s in request.stamps]
-    return min(times) if times else None
+def written_at(stamps: Mapping[str, float]) -> float | None:
+    """When the object was written (``stamps["uploaded"]``), ``None`` when absent."""
+    value = stamps.get(WRITTEN_STAMP)
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def is_stale(
+    stamps: Mapping[str, float], now: float, deadline_s: float, clock_skew_s: float = 0.0
+) -> bool:
+    """True when an access upload may not be decided on its face any more:
+    written more than ``deadline_s`` before ``now``, written more than
+    ``clock_skew_s`` after ``now`` (the store's clock is ahead by more than
+    allowed: its age cannot be trusted), or with no written-at stamp."""
+    written = written_at(stamps)
+    if written is None:
+        return True
+    return now - written > deadline_s or written - now > clock_skew_s
+
+
+def approach_start(stamps: Mapping[str, float], now: float) -> float:
+    """When the window of the approach a frame opens counts from: the
+    frame's written-at, but never later than ``now`` (a store clock ahead,
+    or a forged stamp, cannot stretch an approach's window into the
+    future), and ``now`` for a frame without one. The store keeps the
+    earliest start any frame of the approach proposed."""
+    written = written_at(stamps)
+    return now if written is None else min(written, now)
 
 
 def decide(
@@ -230,21 +279,28 @@ def decide(
     *,
     deadline_s: float | None = None,
     threshold: float | None = None,
+    clock_skew_s: float = 0.0,
 ) -> Verdict:
     """The verdict for one upload (see the module docstring for the rules).
 
     ``probe`` holds the encodings of the faces found, ``(k, d)``; ``k`` is
     taken from it (``request.faces`` is what the encoder said and should
-    agree). ``deadline_s=None`` disables the deadline rule. ``threshold``:
+    agree). ``deadline_s=None`` disables the freshness rules. ``threshold``:
     the door's threshold when the caller has it already (the matcher
     caches :func:`door_threshold` per gallery version); computed otherwise.
     """
     if policy is None:
         return Verdict.deny(Reason.UNKNOWN_DOOR)
+    written = written_at(request.stamps)
+    if (
+        deadline_s is not None
+        and written is not None
+        and is_stale(request.stamps, now, deadline_s, clock_skew_s)
+    ):
+        return Verdict.deny(Reason.TIMEOUT)
     if request.error is not None:
         return Verdict.deny(request.error)
-    started = upload_time(request)
-    if deadline_s is not None and started is not None and now - started > deadline_s:
+    if deadline_s is not None and written is None:
         return Verdict.deny(Reason.TIMEOUT)
     faces = np.asarray(probe, dtype=np.float32)
     if faces.ndim == 1 and faces.size == 0:
@@ -285,11 +341,14 @@ def decide(
 __all__ = [
     "EVERYONE",
     "MAX_FRAMES",
+    "WRITTEN_STAMP",
     "DoorMode",
     "DoorPolicy",
     "Verdict",
     "allowed_template_counts",
+    "approach_start",
     "decide",
     "door_threshold",
-    "upload_time",
+    "is_stale",
+    "written_at",
 ]

@@ -1,19 +1,19 @@
-"""What a secret must be: the development defaults, placeholder detection,
+"""What a secret must be: placeholder detection, the production rules,
 masking for display, and :class:`SecretRule`, the field metadata that marks
-a setting as a secret (see :mod:`facegate.runtime.settings`)."""
+a setting as a secret (see :mod:`facegate.runtime.settings`).
+
+There is no default secret anywhere: a secret setting without a value is a
+configuration error in every environment. The local stack
+(:mod:`facegate.tools.devstack`) generates random ones per stack; tests give
+their own. ``FACEGATE_ENV=production`` adds: at least
+:data:`MIN_SECRET_LENGTH` characters, nothing that looks like a placeholder,
+and no value shared by two secrets (:func:`reused_secrets`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-
-DEV_S3_ACCESS_KEY = "facegate-dev-access"
-DEV_S3_SECRET_KEY = "facegate-dev-secret-not-for-production"
-DEV_SIGNING_SECRET = "facegate-dev-signing-secret-not-for-production"
-DEV_WEBHOOK_TOKEN = "facegate-dev-webhook-token-not-for-production"
-DEV_CAMERA_TOKEN = "facegate-dev-camera-token-not-for-production"
-DEV_DEFAULTS = frozenset(
-    {DEV_S3_ACCESS_KEY, DEV_S3_SECRET_KEY, DEV_SIGNING_SECRET, DEV_WEBHOOK_TOKEN, DEV_CAMERA_TOKEN}
-)
 
 PLACEHOLDERS = frozenset(
     {
@@ -33,13 +33,14 @@ PLACEHOLDERS = frozenset(
         "default",
     }
 )
-MIN_SECRET_LENGTH = 16
+MIN_SECRET_LENGTH = 32
+"""Shortest secret production accepts (``openssl rand -hex 32`` gives 64)."""
+
 
 @dataclass(frozen=True)
 class SecretRule:
     """Field metadata of a secret: what production demands of it."""
 
-    dev_default: str
     min_length: int = MIN_SECRET_LENGTH
 
 
@@ -48,15 +49,29 @@ def placeholder_reason(value: str, *, min_length: int = MIN_SECRET_LENGTH) -> st
     low = value.strip().lower()
     if low in PLACEHOLDERS:
         return "is a placeholder"
-    if value in DEV_DEFAULTS or "not-for-production" in low:
-        return "is a development default"
+    if "not-for-production" in low or "example" in low:
+        return "is a documentation or development value"
     if "change" in low and "me" in low:
         return "looks like a placeholder"
     if len(value) < min_length:
         return f"is shorter than {min_length} characters"
-    if min_length >= MIN_SECRET_LENGTH and len(set(value)) < 4:
-        return "has fewer than 4 distinct characters"
+    if len(set(value)) < 8:
+        return "has fewer than 8 distinct characters"
     return None
+
+
+def reused_secrets(values: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Pairs of names (``values``: name -> secret) that share one value;
+    each pair listed once, in the order of ``values``."""
+    seen: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []
+    for name, value in values.items():
+        if not value:
+            continue
+        first = seen.setdefault(value, name)
+        if first != name:
+            pairs.append((first, name))
+    return pairs
 
 
 def mask(secret: str) -> str:
@@ -65,10 +80,10 @@ def mask(secret: str) -> str:
 
 
 __all__ = [
-    "DEV_DEFAULTS",
     "MIN_SECRET_LENGTH",
     "PLACEHOLDERS",
     "SecretRule",
     "mask",
     "placeholder_reason",
+    "reused_secrets",
 ]

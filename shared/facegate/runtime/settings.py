@@ -19,10 +19,13 @@ closest valid one. Every class that declares variables is listed under the
 ``facegate.settings`` entry point group, so a service also accepts the
 variables of the others (one ``.env`` for a whole deployment).
 
-With ``FACEGATE_ENV=production`` every secret must be set explicitly and must
-not look like a placeholder (empty, ``change-me``, ``minioadmin``, the
-development defaults, too short...). ``describe()`` lists the settings as
-``{VARIABLE: value}`` with secrets masked: what ``--check-config`` prints.
+Secrets have no default in any environment: a service started without one
+refuses to run (the local stack generates random ones per stack, see
+:mod:`facegate.tools.devstack`). With ``FACEGATE_ENV=production`` each must
+also be at least 32 characters, must not look like a placeholder (``change-me``,
+``minioadmin``...), and no two secrets may share a value. ``describe()``
+lists the settings as ``{VARIABLE: value}`` with secrets masked: what
+``--check-config`` prints.
 """
 
 from __future__ import annotations
@@ -48,12 +51,10 @@ from pydantic_settings import (
 
 from facegate.core.errors import ConfigError
 from facegate.runtime.secrets import (
-    DEV_S3_ACCESS_KEY,
-    DEV_S3_SECRET_KEY,
-    DEV_SIGNING_SECRET,
     SecretRule,
     mask,
     placeholder_reason,
+    reused_secrets,
 )
 
 ENV_PREFIX = "FACEGATE_"
@@ -134,7 +135,13 @@ class _EnvironSource(EnvSettingsSource):
     def _load_env_vars(self) -> Mapping[str, str | None]:
         environ = _ENVIRON.get()
         source = os.environ if environ is None else environ
-        return {k.lower(): v for k, v in source.items() if k.upper().startswith(ENV_PREFIX)}
+        # an empty or blank variable counts as unset (``env_ignore_empty``), so
+        # ``FACEGATE_SIGNING_SECRET=`` is "missing", never an empty secret
+        return {
+            k.lower(): v
+            for k, v in source.items()
+            if k.upper().startswith(ENV_PREFIX) and v is not None and v.strip()
+        }
 
 
 @contextmanager
@@ -234,6 +241,11 @@ def _explain(cls: type[Settings], exc: ValidationError) -> str:
         shown = "" if isinstance(value, dict | SecretStr) or value is None else f"={value!r}"
         if field in cls.secret_fields():
             shown = ""
+            if error.get("type") == "missing":
+                message = (
+                    "must be set (a random value of 32+ characters; the local stack's "
+                    "are printed by `facegate stack env`)"
+                )
         lines.append(f"{name}{shown}: {message}")
     return "; ".join(lines)
 
@@ -285,17 +297,11 @@ class CommonSettings(Settings):
         "redis://127.0.0.1:6390/1", description="default: the Redis URL with database 1"
     )
     s3_endpoint: Endpoint = "127.0.0.1:18333"
-    s3_access_key: Annotated[SecretStr, SecretRule(DEV_S3_ACCESS_KEY, min_length=3)] = SecretStr(
-        DEV_S3_ACCESS_KEY
-    )
-    s3_secret_key: Annotated[SecretStr, SecretRule(DEV_S3_SECRET_KEY)] = SecretStr(
-        DEV_S3_SECRET_KEY
-    )
+    s3_access_key: Annotated[SecretStr, SecretRule()]
+    s3_secret_key: Annotated[SecretStr, SecretRule()]
     s3_secure: bool = False
     bucket: Bucket = "facegate-uploads"
-    signing_secret: Annotated[SecretStr, SecretRule(DEV_SIGNING_SECRET)] = SecretStr(
-        DEV_SIGNING_SECRET
-    )
+    signing_secret: Annotated[SecretStr, SecretRule()]
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     worker_concurrency: int = Field(0, ge=0, le=256, description="0 = the service's default")
     prefetch_multiplier: int = Field(1, ge=1, le=1024)
@@ -306,6 +312,13 @@ class CommonSettings(Settings):
         le=3600.0,
         description="an access upload older than this is denied with timeout (the encoder "
         "skips it without encoding)",
+    )
+    clock_skew_s: float = Field(
+        2.0,
+        ge=0.0,
+        le=60.0,
+        description="how far the object store's clock may run ahead of the services': an "
+        "upload written further in the future is denied with timeout",
     )
 
     SERVICE: ClassVar[str] = "common"
@@ -326,15 +339,19 @@ class CommonSettings(Settings):
         if not self.production:
             return self
         problems = []
+        values: dict[str, str] = {}
         for name, rule in self.secret_fields().items():
             variable = self.env_name(name)
-            if name not in self.model_fields_set:
-                problems.append(f"{variable} must be set when FACEGATE_ENV=production")
-                continue
             value: SecretStr = getattr(self, name)
-            reason = placeholder_reason(value.get_secret_value(), min_length=rule.min_length)
+            values[variable] = value.get_secret_value()
+            reason = placeholder_reason(values[variable], min_length=rule.min_length)
             if reason:
                 problems.append(f"{variable} {reason}; refused when FACEGATE_ENV=production")
+        for first, second in reused_secrets(values):
+            problems.append(
+                f"{first} and {second} have the same value; every secret must be its own "
+                "when FACEGATE_ENV=production"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -29,7 +29,7 @@ def format_event(item: Any, door: str | None = None) -> str:
     if item.event is None:
         return f"REJECTED  {item.rejected}: {item.detail}"
     e = item.event
-    since = e.stamps.get("uploaded", e.stamps.get("ingested"))
+    since = e.stamps.get("uploaded")
     latency = f"{(item.received_at - since) * 1000:6.0f} ms" if since is not None else "      ?"
     distance = f"d={e.distance:.3f}" if e.distance is not None else "d=-    "
     return (
@@ -91,6 +91,18 @@ def cmd_doors_rotate_key(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- the lock
 
 
+def lock_redis_url() -> str:
+    """Where a lock given its public key reads events when no ``--redis-url``
+    is given: ``FACEGATE_REDIS_URL`` (or the local stack's), else the
+    default. Nothing else is read: a lock holds no secret, so it must not
+    need the services' settings (which require every secret)."""
+    from facegate.runtime.settings import CommonSettings
+    from facegate.tools.cli_context import client_env
+
+    url = client_env().get("FACEGATE_REDIS_URL", "").strip()
+    return url or str(CommonSettings.model_fields["redis_url"].default)
+
+
 def lock_listener(ctx: Context | None, door: str, key_hex: list[str] | None,
               redis_url: str | None = None, state_dir: Path | None = None) -> Any:
     import redis
@@ -104,8 +116,7 @@ def lock_listener(ctx: Context | None, door: str, key_hex: list[str] | None,
         ctx = ctx or context()
         public = [ctx.signer(door).public_key]
     if redis_url is None:
-        ctx = ctx or context()
-        redis_url = ctx.settings.redis_url
+        redis_url = ctx.settings.redis_url if ctx is not None else lock_redis_url()
     client = redis.Redis.from_url(redis_url, socket_timeout=10.0, socket_connect_timeout=2.0)
     state = LockState.open(state_dir, door) if state_dir is not None else None
     return DoorListener(client, door, public, state=state)
@@ -124,7 +135,7 @@ def _act(log: IO[str], item: Any) -> None:
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
-    ctx = None if args.key and args.redis_url else context()
+    ctx = None if args.key else context()  # a lock with its key needs no secret
     listener = lock_listener(ctx, args.door, args.key, args.redis_url, args.state_dir)
     accepted_log = None if args.accepted_log is None else args.accepted_log.open("a")
     print(f"listening on door {args.door} (Ctrl-C to stop)", file=sys.stderr, flush=True)

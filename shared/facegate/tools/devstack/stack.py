@@ -89,7 +89,7 @@ class Stack:
         if all(values.get(n) for n in SECRET_NAMES):
             return values
         values = {
-            "FACEGATE_S3_ACCESS_KEY": "fg" + secrets.token_hex(8),
+            "FACEGATE_S3_ACCESS_KEY": "fg" + secrets.token_hex(16),
             "FACEGATE_S3_SECRET_KEY": secrets.token_urlsafe(30),
             "FACEGATE_SIGNING_SECRET": secrets.token_urlsafe(32),
             "FACEGATE_WEBHOOK_TOKEN": secrets.token_urlsafe(24),
@@ -287,20 +287,6 @@ class Stack:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
-    def kill(self, name: str) -> int:
-        """``kill -9`` of one process (a crash, for fault tests): SIGKILL its
-        group, reap it, remove its pid file; its pid."""
-        pid = self.running_pid(name)
-        if pid is None:
-            raise StackError(f"{name} is not running")
-        self._signal(pid, signal.SIGKILL)
-        child = self._children.pop(pid, None)
-        if child is not None:
-            child.wait(timeout=10.0)
-        self.pid_file(name).unlink(missing_ok=True)
-        self.ready_file(name).unlink(missing_ok=True)
-        return pid
-
     def stop(self, name: str) -> bool:
         """SIGTERM the process group, wait, SIGKILL after ``stop_timeout_s``;
         remove its pid (and ready) file. True when something was stopped."""
@@ -333,6 +319,26 @@ class Stack:
         self.pid_file(name).unlink(missing_ok=True)
         self.ready_file(name).unlink(missing_ok=True)
         return stopped
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> int:
+        """Send ``sig`` to one running process's group without the orderly
+        stop (``kill -9`` by default: a crash, for fault tests); returns its
+        pid. For SIGKILL: wait until it is gone, reap it and remove its pid
+        and ready files. :class:`StackError` when it is not running."""
+        pid = self.running_pid(name)
+        if pid is None:
+            raise StackError(f"{name} is not running")
+        self._signal(pid, sig)
+        if sig is signal.SIGKILL:
+            child = self._children.pop(pid, None)
+            if child is not None:
+                child.wait(timeout=self.config.stop_timeout_s)
+            deadline = time.monotonic() + self.config.stop_timeout_s
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            self.pid_file(name).unlink(missing_ok=True)
+            self.ready_file(name).unlink(missing_ok=True)
+        return pid
 
     @staticmethod
     def _signal(pid: int, sig: signal.Signals) -> None:
