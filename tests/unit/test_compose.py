@@ -318,6 +318,31 @@ def test_env_example_lists_every_variable_and_leaves_secrets_empty() -> None:
             assert defaults == {value}, f"{name}: example {value!r}, compose {defaults}"
 
 
+def test_compose_defaults_are_the_settings_defaults() -> None:
+    """A ``${FACEGATE_X:-d}`` in the compose file must not quietly change a
+    setting's default in production (the CPU override's batch size is a
+    deliberate exception and lives in its own file)."""
+    from facegate.runtime.settings import settings_classes
+
+    declared = {
+        cls.env_name(name): field.default
+        for cls in settings_classes()
+        for name, field in cls.model_fields.items()
+    }
+    checked = 0
+    for match in references(COMPOSE):
+        name, default = match["name"], match["arg"]
+        if match["op"] != ":-" or name not in declared:
+            continue
+        want = declared[name]
+        if isinstance(want, int | float) and not isinstance(want, bool):
+            assert float(default) == float(want), f"{name}: compose {default!r}, settings {want!r}"
+        else:
+            assert default == str(want), f"{name}: compose {default!r}, settings {want!r}"
+        checked += 1
+    assert checked >= 20
+
+
 def test_compose_refuses_each_missing_secret() -> None:
     """Interpolating without one secret fails, naming it."""
     text = "\n".join(strings(load(COMPOSE)))
