@@ -1,23 +1,28 @@
 """The encoder's use case: a batch of uploads in, probes in Redis and match
 requests out.
 
-For each batch the :class:`~services.encoder.batcher.Batcher` hands over:
+For each batch the :class:`~services.encoder.batcher.Batcher` hands over,
+three stages (each run by its own thread of the
+:class:`~services.encoder.pipeline.Pipeline`, so consecutive batches overlap):
 
-1. stamp ``encode_start`` (queue wait = ``encode_start - ingested``);
-2. fetch every object concurrently (bounded by ``FACEGATE_MAX_IMAGE_BYTES``);
-3. decode each (bounded pixel count: a PNG declaring 50000x50000 is refused
-   from its header, before any pixel is allocated);
-4. run the face engine once on every decodable image of the batch;
-5. access uploads: write the probe (float32 encodings, model id, dimension,
-   format version, boxes; TTL ``FACEGATE_PROBE_TTL_S``) and send
+1. ``prepare``: stamp ``encode_start`` (queue wait = ``encode_start -
+   ingested``); fetch every object concurrently (bounded by
+   ``FACEGATE_MAX_IMAGE_BYTES``); decode each (bounded pixel count: a PNG
+   declaring 50000x50000 is refused from its header, before any pixel is
+   allocated);
+2. ``engine``: stamp ``engine_start``; run the face engine once on every
+   decodable image of the batch, then let go of the pixels;
+3. ``answer``: access uploads: write the probe (float32 encodings, model id,
+   dimension, format version, boxes; TTL ``FACEGATE_PROBE_TTL_S``) and send
    ``facegate.match``; enrolment uploads: push the faces to the reply list the
    enrolling CLI waits on.
 
 Per-upload failures never sink the batch: an unusable image becomes a match
 request carrying ``error=bad_image`` (so the matcher denies it with that
-reason); a failure of the engine itself marks every upload of the batch
-``internal_error``. Only infrastructure errors (object store or Redis
-unreachable, broker down) come back as exceptions, for the task to retry.
+reason); a failure of the engine itself, or any stage raising, marks every
+upload of that batch (and only of that batch) ``internal_error``. Only
+infrastructure errors (object store or Redis unreachable, broker down) come
+back as exceptions, for the task to retry.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from facegate.core.messages import EncodeRequest, MatchRequest, Reason, UploadKi
 from facegate.core.policy import DEADLINE_STAMPS
 from facegate.engine.images import decode_image
 from facegate.engine.types import Face, FaceEncoder, Image
+from services.encoder.pipeline import Job
 from services.encoder.settings import EncoderSettings
 
 log = logging.getLogger(__name__)
@@ -88,19 +94,33 @@ class Batch:
     faces: dict[int, list[Face]] = field(default_factory=dict)
     engine_error: BaseException | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    engine_start: float = 0.0
     embedded: float = 0.0
 
     def stamps(self, i: int) -> dict[str, float]:
         """Upload ``i``'s stamps with this batch's stages added."""
-        return {
+        stamps = {
             **self.requests[i].stamps,
             "encode_start": self.start,
             "fetched": self.fetched,
-            "decoded": self.decoded,
-            "detected": self.timings.get("detected", self.embedded),
-            "embedded": self.timings.get("embedded", self.embedded),
         }
+        if self.decoded:
+            stamps["decoded"] = self.decoded
+        if self.engine_start:
+            stamps["engine_start"] = self.engine_start
+        if self.embedded:
+            stamps["detected"] = self.timings.get("detected", self.embedded)
+            stamps["embedded"] = self.timings.get("embedded", self.embedded)
+        return stamps
 
+    def release_pixels(self) -> None:
+        """Drop the fetched bytes and decoded pixels (kept: the errors)."""
+        self.raw = [r if isinstance(r, BaseException) else b"" for r in self.raw]
+        self.images = [img if isinstance(img, BaseException) else _RELEASED for img in self.images]
+
+
+_RELEASED: Image = np.zeros((0, 0, 3), dtype=np.uint8)
+"""Stands in for a decoded image once the engine is done with it."""
 
 TIMED_OUT = ImageError("past the deadline")
 """Placeholder fetched value of an upload that is not fetched (expired)."""
@@ -167,17 +187,52 @@ class EncoderService:
         answer."""
         if not requests:
             return []
-        batch = self.fetch(requests)
+        job: Job[EncodeRequest] = Job(list(requests), [])
+        self.prepare(job)
+        self.engine_stage(job)
+        return self.answer_job(job)
+
+    # --- the pipeline's stages (each on a Job; see services.encoder.pipeline) -------
+
+    def prepare(self, job: Job[EncodeRequest]) -> None:
+        """Fetch and decode the batch."""
+        batch = self.fetch(job.items)
+        job.value = batch
         self.decode(batch)
+
+    def engine_stage(self, job: Job[EncodeRequest]) -> None:
+        """The face engine on the batch; then its pixels are let go."""
+        batch: Batch = job.value
+        batch.engine_start = self.clock()
         self.run_engine(batch)
-        results = self.answer(batch)
+        batch.release_pixels()
         log.info(
-            "batch of %d: fetch %.0f ms, decode %.0f ms, engine %.0f ms",
-            len(requests),
+            "batch of %d: fetch %.0f ms, decode %.0f ms, wait %.0f ms, engine %.0f ms",
+            len(batch.requests),
             (batch.fetched - batch.start) * 1000,
             (batch.decoded - batch.fetched) * 1000,
-            (batch.embedded - batch.decoded) * 1000,
+            (batch.engine_start - batch.decoded) * 1000,
+            (batch.embedded - batch.engine_start) * 1000,
         )
+
+    def answer_job(self, job: Job[EncodeRequest]) -> list[Encoded | BaseException]:
+        """The last stage: the batch's answers, or, when a stage raised, a
+        DENY ``internal_error`` (an error reply for enrolments) for each of
+        its uploads."""
+        if job.failure is None:
+            return self.answer(job.value)
+        stage, exc = job.failure
+        batch: Batch | None = job.value
+        detail = f"encoder stage {stage} failed: {exc}"
+        results: list[Encoded | BaseException] = []
+        for i, request in enumerate(job.items):
+            stamps = batch.stamps(i) if batch is not None else dict(request.stamps)
+            try:
+                results.append(
+                    self._finish(request, [], Reason.INTERNAL_ERROR, detail, stamps)
+                )
+            except TransientError as err:
+                results.append(err)
         return results
 
     def fetch(self, requests: Sequence[EncodeRequest]) -> Batch:
