@@ -11,11 +11,19 @@ from facegate.engine.detector import PNET_CELL, DetectorConfig, dlib_style_box, 
 pytestmark = pytest.mark.unit
 
 
+def scales_for(h: int, w: int, min_face: float) -> np.ndarray:
+    from facegate.engine.pyramid import first_scale
+
+    return pyramid_scales(h, w, first_scale(min_face, 0.709), 0.709)
+
+
 def test_pyramid_never_goes_below_the_pnet_cell() -> None:
     for h, w, min_face in [(250, 250, 40), (480, 640, 20), (1200, 626, 80), (100, 3000, 40)]:
-        scales = pyramid_scales(h, w, min_face, 0.709)
+        scales = scales_for(h, w, min_face)
         assert len(scales) > 0
-        assert scales[0] == pytest.approx(PNET_CELL / min_face)
+        # the finest level reaches the smallest face (within the grid's 2%)
+        assert PNET_CELL / scales[0] <= min_face / 0.98
+        assert PNET_CELL / scales[0] >= 0.98 * min_face * 0.709
         assert min(h, w) * scales[-1] >= PNET_CELL
         # one more step would fall below the cell: the pyramid is complete
         assert min(h, w) * scales[-1] * 0.709 < PNET_CELL
@@ -23,8 +31,8 @@ def test_pyramid_never_goes_below_the_pnet_cell() -> None:
 
 
 def test_pyramid_is_empty_when_the_image_is_smaller_than_the_minimum_face() -> None:
-    assert len(pyramid_scales(30, 30, 40, 0.709)) == 0
-    assert len(pyramid_scales(40, 500, 40, 0.709)) == 1
+    assert len(scales_for(30, 30, 40)) == 0
+    assert len(scales_for(40, 500, 40)) == 1
 
 
 def test_dlib_box_is_square_and_follows_the_face() -> None:
@@ -97,15 +105,19 @@ def test_max_side_must_leave_room_for_a_face() -> None:
     DetectorConfig(min_face_size=80, max_side=48)
 
 
-def test_pyramid_starts_at_the_smallest_face_but_never_upsamples() -> None:
-    scales = pyramid_scales(480, 640, 80, 0.709)
-    assert scales[0] == pytest.approx(12 / 80)
-    # a copy scaled by 0.25: an 80-px face is 20 px there
-    assert pyramid_scales(480, 640, 20, 0.709)[0] == pytest.approx(0.6)
-    # smaller than the cell on the copy: the copy's own resolution is the limit
-    assert pyramid_scales(480, 640, 6, 0.709, max_scale=1.0)[0] == 1.0
-    # a larger smallest face means fewer, smaller levels (the door lever)
-    assert len(pyramid_scales(480, 640, 80, 0.709)) < len(pyramid_scales(480, 640, 40, 0.709))
+def test_levels_lie_on_one_grid_so_a_larger_smallest_face_only_drops_levels() -> None:
+    from facegate.engine.pyramid import first_scale
+
+    full = scales_for(480, 640, 40)
+    assert full[0] == pytest.approx(12 / 40)
+    door = scales_for(480, 640, 80)
+    assert 12 / door[0] == pytest.approx(79.6, abs=0.1)  # 2% short of 80: counts
+    np.testing.assert_allclose(door, full[2:])  # the same levels, less the two finest
+    assert len(door) < len(full)
+    assert 12 / scales_for(480, 640, 100)[0] < 100  # 112 px would miss 100-px faces
+    # a cap (the searched copy's own resolution) steps down the same grid
+    capped = first_scale(20, 0.709, max_scale=0.25)
+    assert capped <= 0.25 and capped == pytest.approx(full[np.argmax(full <= 0.25)])
 
 
 def test_packed_levels_do_not_overlap_and_start_on_even_pixels() -> None:
@@ -113,7 +125,7 @@ def test_packed_levels_do_not_overlap_and_start_on_even_pixels() -> None:
 
     tiles = []
     for image, (h, w) in enumerate([(393, 640), (282, 640), (512, 512), (250, 250)]):
-        for scale in pyramid_scales(h, w, 40, 0.709):
+        for scale in scales_for(h, w, 40):
             th, tw = level_shape(h, w, float(scale))
             tiles.append(Tile(image, float(scale), th, tw))
     placed, (height, width) = pack(tiles)

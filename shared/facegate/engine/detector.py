@@ -37,6 +37,7 @@ from facegate.engine.pyramid import (
     PNET_CELL,
     Tile,
     cell_owners,
+    first_scale,
     level_shape,
     output_shape,
     pack,
@@ -56,7 +57,9 @@ class DetectorConfig:
     min_face_size: int = 40
     """Smallest face searched for, in pixels of the uploaded image (the side
     of MTCNN's box). The pyramid's finest level maps this size to P-Net's
-    12-px window; smaller faces are not looked for."""
+    12-px window (on a fixed grid of scales: see
+    :data:`facegate.engine.pyramid.GRID_FACE`); smaller faces are not looked
+    for."""
     max_side: int = 640
     """Longest side searched: larger images are searched on a copy scaled
     down to it (boxes and points are mapped back; landmarks and chips still
@@ -250,9 +253,10 @@ class MtcnnDetector:
         for shape, members in s.groups.items():
             height, width = shape[0], shape[1]
             factor = s.factors[members[0]]
-            scales = pyramid_scales(
-                height, width, cfg.min_face_size * factor, cfg.scale_factor, max_scale=1.0
-            )
+            # the grid is the original image's; on a copy scaled by `factor`
+            # its scales are divided by it, and never above the copy's own 1.0
+            first = first_scale(cfg.min_face_size, cfg.scale_factor, max_scale=factor) / factor
+            scales = pyramid_scales(height, width, first, cfg.scale_factor)
             for scale in scales:
                 size = level_shape(height, width, float(scale))
                 stack = tf.image.resize(s.tensors[shape], size, method="area")
@@ -358,12 +362,14 @@ def _load_networks() -> tuple[Any, Any, Any]:
     import tensorflow as tf
     from mtcnn.stages import StageONet, StagePNet, StageRNet
 
-    def traced(model: Any, shape: tuple[int | None, ...]) -> Any:
+    def traced(model: Any, shape: tuple[int | None, ...], probe: tuple[int, ...]) -> Any:
         spec = tf.TensorSpec(shape, tf.float32)
-        return tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        function = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        function(tf.zeros(probe, tf.float32))  # trace now, not on the first request
+        return function
 
     return (
-        traced(StagePNet().model, (1, None, None, 3)),
-        traced(StageRNet().model, (None, 24, 24, 3)),
-        traced(StageONet().model, (None, 48, 48, 3)),
+        traced(StagePNet().model, (1, None, None, 3), (1, 24, 24, 3)),
+        traced(StageRNet().model, (None, 24, 24, 3), (1, 24, 24, 3)),
+        traced(StageONet().model, (None, 48, 48, 3), (1, 48, 48, 3)),
     )

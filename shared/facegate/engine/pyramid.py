@@ -26,20 +26,38 @@ PNET_CELL = 12
 PNET_STRIDE = 2
 """P-Net's output cells are 2 px apart in its input."""
 
+GRID_FACE = 40.0
+"""The pyramid's scales lie on one grid, ``PNET_CELL / GRID_FACE *
+scale_factor**k`` for whole ``k``: a larger smallest face only drops the
+finest levels and never moves the others, so the faces found at door sizes
+are those the full pyramid finds (LFW accuracy was measured on this grid)."""
+
+GRID_TOLERANCE = 0.02
+"""A grid scale up to 2% coarser than asked still counts as reaching the
+smallest face (so 80 px starts at the grid's 79.6-px level)."""
+
+
+def first_scale(
+    min_face_size: float, scale_factor: float, *, max_scale: float = math.inf
+) -> float:
+    """The pyramid's finest scale: the coarsest grid scale (see
+    :data:`GRID_FACE`) that still maps a face of ``min_face_size`` pixels to
+    P-Net's 12-px window, and at most ``max_scale``."""
+    base = PNET_CELL / GRID_FACE
+    target = PNET_CELL / float(min_face_size) * (1.0 - GRID_TOLERANCE)
+    k = math.floor(math.log(target / base) / math.log(scale_factor) + 1e-9)
+    scale = base * scale_factor**k
+    while scale > max_scale * (1.0 + 1e-9):
+        scale *= scale_factor
+    return float(scale)
+
 
 def pyramid_scales(
-    height: int,
-    width: int,
-    min_face_size: float,
-    scale_factor: float,
-    *,
-    max_scale: float = math.inf,
+    height: int, width: int, first: float, scale_factor: float
 ) -> npt.NDArray[np.float64]:
-    """Scales at which P-Net's 12-px window covers faces from
-    ``min_face_size`` (pixels of this image) up to the whole image; the first
-    scale is capped at ``max_scale``. Empty when the image is smaller than
-    the window at the first scale."""
-    first = min(PNET_CELL / float(min_face_size), max_scale)
+    """Scales from ``first`` (see :func:`first_scale`) down to where P-Net's
+    12-px window covers the whole image (a face filling it); empty when the
+    image is smaller than the window at ``first``."""
     smallest_side = float(min(height, width))
     scales: list[float] = []
     scale = first
@@ -155,10 +173,12 @@ def proposals(
 
 
 __all__ = [
+    "GRID_FACE",
     "PNET_CELL",
     "PNET_STRIDE",
     "Tile",
     "cell_owners",
+    "first_scale",
     "level_shape",
     "output_shape",
     "pack",
