@@ -45,7 +45,7 @@ from machine import describe, machine_facts
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_LFW = ROOT.parent / "shared" / "data" / "lfw-view1"
 DEFAULT_OUT = ROOT / "bench" / "results" / "detector_sizes.json"
-DEFAULT_CONFIGS = "40:1024,40:640,60:640,80:640,80:480"
+DEFAULT_CONFIGS = "40:640,56:640,80:640,112:640,yunet:640"
 
 log = logging.getLogger("bench.detector_sizes")
 

@@ -54,12 +54,14 @@ class DetectorConfig:
     """MTCNN settings, sized for door cameras (see the README for how the
     defaults were chosen: speed and LFW View 1 accuracy)."""
 
-    min_face_size: int = 40
+    min_face_size: int = 56
     """Smallest face searched for, in pixels of the uploaded image (the side
     of MTCNN's box). The pyramid's finest level maps this size to P-Net's
     12-px window (on a fixed grid of scales: see
     :data:`facegate.engine.pyramid.GRID_FACE`); smaller faces are not looked
-    for."""
+    for. 56 (the grid's level at 56.4 px, one step above 40) keeps LFW View 1
+    at 99.30% with half of the 40-px pyramid's pixels left out; door
+    faces are 80 px and more (``bench/detector_sizes.py``, README)."""
     max_side: int = 640
     """Longest side searched: larger images are searched on a copy scaled
     down to it (boxes and points are mapped back; landmarks and chips still
