@@ -20,8 +20,8 @@ A config ``yunet:MAX_SIDE`` puts YuNet (``pip install yuface``: the
 libfacedetection CNN compiled into the wheel, 5 landmarks; not a project
 dependency, the row is skipped when it is missing) in MTCNN's place beside
 them: the same engine behind it (its five points give the dlib-style box),
-one image per call (it has no batch form), OpenMP threads as the library
-sets them.
+one image per call (it has no batch form), one OpenMP thread
+(``OMP_NUM_THREADS`` unless set).
 
 Usage: ``python bench/detector_sizes.py [--configs 40:640,80:640,yunet:640]
 [--pairs-limit 0] [--skip-accuracy] [--smoke]``. Prints a table and writes
@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -65,6 +66,9 @@ class YuNetDetector:
     order of MTCNN's) give the same dlib-style box MTCNN's do."""
 
     def __init__(self, max_side: int) -> None:
+        # one OpenMP thread: its spinning workers and TensorFlow's pools fight
+        # over two cores (read by libgomp when the library loads)
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
         import yuface  # type: ignore[import-not-found,unused-ignore]
 
         self._detect = yuface.detect
