@@ -68,6 +68,7 @@ def build(
         [("prepare", service.prepare), ("engine", service.engine_stage)],
         service.answer_job,
         depth=settings.pipeline_depth,
+        gather={"engine"},
         name="encode",
     )
     batcher: Batcher[EncodeRequest, Encoded] = Batcher(

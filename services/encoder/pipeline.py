@@ -2,7 +2,8 @@
 
 ::
 
-    pipeline = Pipeline([("prepare", prepare), ("engine", engine)], answer)
+    pipeline = Pipeline([("prepare", prepare), ("engine", engine)], answer,
+                        gather={"engine"})
     pipeline.put(items, futures)      # from the batcher's thread; blocks while full
     pipeline.close()                  # runs what it holds, then stops
 
@@ -19,11 +20,16 @@ order they came in; ``answer`` (the last stage) runs for every batch in that
 order, even for a batch that failed earlier, so the answers of a door's
 uploads go out in the order the uploads were taken.
 
-Failures stay with their batch: when a stage raises, the batch skips the
-remaining stages (``job.failure`` names the stage and the error) and goes
-straight to ``answer``, which answers each of its items (the encoder denies
-them with ``internal_error``); the other batches, before and after, go on.
-Only when ``answer`` itself raises do the batch's futures get the exception.
+A stage named in ``gather`` takes every batch waiting in its queue at once
+(``fn(jobs)``, in order) instead of one (``fn(job)``): the encoder's engine
+runs one call over them, so under load its calls grow instead of its queue.
+
+Failures stay with their batch: when a stage raises, the batch (the batches
+of that call, for a gathering stage) skips the remaining stages
+(``job.failure`` names the stage and the error) and goes straight to
+``answer``, which answers each of its items (the encoder denies them with
+``internal_error``); the other batches, before and after, go on. Only when
+``answer`` itself raises do the batch's futures get the exception.
 
 Pure threading: unit-tested with fakes.
 """
@@ -59,6 +65,7 @@ class Job(Generic[T]):
 
 
 Stage = Callable[[Job[T]], None]
+GatheringStage = Callable[[list[Job[T]]], None]
 
 
 class Pipeline(Generic[T]):
@@ -66,10 +73,11 @@ class Pipeline(Generic[T]):
 
     def __init__(
         self,
-        stages: Sequence[tuple[str, Stage[T]]],
+        stages: Sequence[tuple[str, Stage[T] | GatheringStage[T]]],
         answer: Callable[[Job[T]], Sequence[Any]],
         *,
         depth: int = 1,
+        gather: frozenset[str] | set[str] = frozenset(),
         name: str = "pipeline",
     ) -> None:
         if depth < 1:
@@ -80,15 +88,18 @@ class Pipeline(Generic[T]):
         names = [stage_name for stage_name, _ in stages] + ["answer"]
         self._queues: list[queue.Queue[object]] = [queue.Queue(maxsize=depth) for _ in names]
         self._threads: list[threading.Thread] = []
-        steps: list[Callable[[Job[T]], None]] = [
-            self._guarded(stage_name, fn) for stage_name, fn in stages
+        unknown = set(gather) - set(names[:-1])
+        if unknown:
+            raise ValueError(f"gather names no stage: {sorted(unknown)}")
+        steps: list[Callable[[list[Job[T]]], None]] = [
+            self._guarded(stage_name, fn, stage_name in gather) for stage_name, fn in stages
         ]
         steps.append(self._finish)
         for k, (stage_name, step) in enumerate(zip(names, steps, strict=True)):
             downstream = self._queues[k + 1] if k + 1 < len(self._queues) else None
             thread = threading.Thread(
                 target=self._loop,
-                args=(self._queues[k], step, downstream),
+                args=(self._queues[k], step, downstream, stage_name in gather),
                 name=f"{name}-{stage_name}",
                 daemon=True,
             )
@@ -116,34 +127,53 @@ class Pipeline(Generic[T]):
     # --- the stage threads ---------------------------------------------------------
 
     @staticmethod
-    def _guarded(stage_name: str, fn: Stage[T]) -> Callable[[Job[T]], None]:
-        def run(job: Job[T]) -> None:
-            if job.failure is not None:
-                return  # an earlier stage failed: straight on to answer
+    def _guarded(
+        stage_name: str, fn: Stage[T] | GatheringStage[T], gathers: bool
+    ) -> Callable[[list[Job[T]]], None]:
+        def run(jobs: list[Job[T]]) -> None:
+            live = [job for job in jobs if job.failure is None]  # failed: on to answer
+            if not live:
+                return
             try:
-                fn(job)
+                if gathers:
+                    fn(live)  # type: ignore[arg-type]
+                else:
+                    fn(live[0])  # type: ignore[arg-type]
             except Exception as exc:  # the batch fails alone
-                log.exception("stage %s failed on a batch of %d", stage_name, len(job.items))
-                job.failure = (stage_name, exc)
+                log.exception(
+                    "stage %s failed on %d item(s)", stage_name, sum(len(j.items) for j in live)
+                )
+                for job in live:
+                    job.failure = (stage_name, exc)
 
         return run
 
     @staticmethod
     def _loop(
         inbox: queue.Queue[object],
-        step: Callable[[Job[T]], None],
+        step: Callable[[list[Job[T]]], None],
         downstream: queue.Queue[object] | None,
+        gathers: bool,
     ) -> None:
         while True:
-            job = inbox.get()
-            if job is not _STOP:
-                step(job)  # type: ignore[arg-type]
-            if downstream is not None:
-                downstream.put(job)
-            if job is _STOP:
+            jobs: list[Any] = [inbox.get()]
+            while gathers and jobs[-1] is not _STOP:
+                try:
+                    jobs.append(inbox.get_nowait())
+                except queue.Empty:
+                    break
+            stop = jobs[-1] is _STOP
+            work = jobs[:-1] if stop else jobs
+            if work:
+                step(work)
+            for job in jobs:
+                if downstream is not None:
+                    downstream.put(job)
+            if stop:
                 return
 
-    def _finish(self, job: Job[T]) -> None:
+    def _finish(self, jobs: list[Job[T]]) -> None:
+        (job,) = jobs  # answer takes one batch at a time
         try:
             results = list(self._answer(job))
             if len(results) != len(job.items):

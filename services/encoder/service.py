@@ -11,7 +11,9 @@ three stages (each run by its own thread of the
    declaring 50000x50000 is refused from its header, before any pixel is
    allocated);
 2. ``engine``: stamp ``engine_start``; run the face engine once on every
-   decodable image of the batch, then let go of the pixels;
+   decodable image of the batch (of every batch waiting for the engine, when
+   several are: under load the engine's call grows instead of its queue),
+   then let go of the pixels;
 3. ``answer``: access uploads: write the probe (float32 encodings, model id,
    dimension, format version, boxes; TTL ``FACEGATE_PROBE_TTL_S``) and send
    ``facegate.match``; enrolment uploads: push the faces to the reply list the
@@ -189,7 +191,7 @@ class EncoderService:
             return []
         job: Job[EncodeRequest] = Job(list(requests), [])
         self.prepare(job)
-        self.engine_stage(job)
+        self.engine_stage([job])
         return self.answer_job(job)
 
     # --- the pipeline's stages (each on a Job; see services.encoder.pipeline) -------
@@ -200,19 +202,26 @@ class EncoderService:
         job.value = batch
         self.decode(batch)
 
-    def engine_stage(self, job: Job[EncodeRequest]) -> None:
-        """The face engine on the batch; then its pixels are let go."""
-        batch: Batch = job.value
-        batch.engine_start = self.clock()
-        self.run_engine(batch)
-        batch.release_pixels()
+    def engine_stage(self, jobs: Sequence[Job[EncodeRequest]]) -> None:
+        """The face engine once over the batches waiting for it (in order);
+        then their pixels are let go."""
+        batches: list[Batch] = [job.value for job in jobs]
+        start = self.clock()
+        for batch in batches:
+            batch.engine_start = start
+        self.run_engine(*batches)
+        for batch in batches:
+            batch.release_pixels()
+        first = batches[0]
         log.info(
-            "batch of %d: fetch %.0f ms, decode %.0f ms, wait %.0f ms, engine %.0f ms",
-            len(batch.requests),
-            (batch.fetched - batch.start) * 1000,
-            (batch.decoded - batch.fetched) * 1000,
-            (batch.engine_start - batch.decoded) * 1000,
-            (batch.embedded - batch.engine_start) * 1000,
+            "engine: %d batch(es), %d uploads: fetch %.0f ms, decode %.0f ms, wait %.0f ms, "
+            "engine %.0f ms",
+            len(batches),
+            sum(len(b.requests) for b in batches),
+            (first.fetched - first.start) * 1000,
+            (first.decoded - first.fetched) * 1000,
+            (start - first.decoded) * 1000,
+            (first.embedded - start) * 1000,
         )
 
     def answer_job(self, job: Job[EncodeRequest]) -> list[Encoded | BaseException]:
@@ -247,21 +256,34 @@ class EncoderService:
         batch.images = [self._decode(d) for d in batch.raw]
         batch.decoded = self.clock()
 
-    def run_engine(self, batch: Batch) -> None:
-        """Stage 3: one engine call for every decodable image of the batch; a
-        failure of the engine itself is kept to answer every upload with it."""
-        usable = [i for i, img in enumerate(batch.images) if not isinstance(img, BaseException)]
+    def run_engine(self, *batches: Batch) -> None:
+        """Stage 3: one engine call for every decodable image of the batches
+        (several when the engine stage gathered the batches waiting for it);
+        a failure of the engine itself is kept to answer each of their
+        uploads with it."""
+        usable = [
+            (batch, i)
+            for batch in batches
+            for i, img in enumerate(batch.images)
+            if not isinstance(img, BaseException)
+        ]
+        timings: dict[str, float] = {}
         if usable:
             try:
                 found = self.engine.encode_images(
-                    [batch.images[i] for i in usable],  # type: ignore[misc]
-                    timings=batch.timings,
+                    [batch.images[i] for batch, i in usable],  # type: ignore[misc]
+                    timings=timings,
                 )
-                batch.faces = dict(zip(usable, found, strict=True))
+                for (batch, i), faces in zip(usable, found, strict=True):
+                    batch.faces[i] = faces
             except Exception as exc:  # the engine failing must not lose the batch
-                log.exception("face engine failed on a batch of %d", len(usable))
-                batch.engine_error = exc
-        batch.embedded = self.clock()
+                log.exception("face engine failed on %d images", len(usable))
+                for batch in batches:
+                    batch.engine_error = exc
+        embedded = self.clock()
+        for batch in batches:
+            batch.timings = dict(timings)
+            batch.embedded = embedded
 
     def answer(self, batch: Batch) -> list[Encoded | BaseException]:
         """Stage 4: probe + match request (access) or reply (enrolment) per upload."""

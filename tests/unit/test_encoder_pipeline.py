@@ -145,6 +145,44 @@ def test_put_blocks_while_the_first_stage_and_its_queue_are_full() -> None:
     assert pipe.close()
 
 
+def test_a_gathering_stage_takes_every_batch_waiting_for_it() -> None:
+    calls: list[list[int]] = []
+    release = threading.Event()
+
+    def engine(jobs: list[Job[int]]) -> None:
+        calls.append([job.items[0] // 100 for job in jobs])
+        assert release.wait(WAIT)
+        if any(job.items[0] // 100 == 3 for job in jobs):
+            raise RuntimeError("engine broke")
+
+    rec = Recorder()
+    pipe: Pipeline[int] = Pipeline([("prepare", rec.stage("prepare")), ("engine", engine)],
+                                   rec.answer, depth=4, gather={"engine"})
+    batches = [batch(n) for n in range(1, 6)]
+    pipe.put(*batches[0])
+    deadline = time.monotonic() + WAIT
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.005)
+    for b in batches[1:3]:
+        pipe.put(*b)  # wait while batch 1 is in the engine
+    while len([k for k in rec.log if k[0] == "prepare"]) < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    release.set()
+    assert batches[2][1][0].result(WAIT) == "denied 300: engine: engine broke"
+    for b in batches[3:]:
+        pipe.put(*b)
+    answers = [[f.result(WAIT) for f in futures] for _, futures in batches]
+    assert calls[:2] == [[1], [2, 3]]  # the two waiting batches in one engine call
+    # that call failed: both of its batches are denied, the others are not
+    assert answers[0] == ["ok 100", "ok 101"]
+    assert answers[1][0].startswith("denied 200") and answers[2][0].startswith("denied 300")
+    assert answers[4] == ["ok 500", "ok 501"]
+    assert [n for stage, n in rec.log if stage == "answer"] == [1, 2, 3, 4, 5]
+    assert pipe.close()
+    with pytest.raises(ValueError):
+        Pipeline([("prepare", rec.stage("prepare"))], rec.answer, gather={"engine"})
+
+
 def test_answer_raising_fails_the_batch_futures() -> None:
     def answer(job: Job[int]) -> list[Any]:
         raise TransientError("redis down")
@@ -213,7 +251,7 @@ class Encoder:
     """The encoder's batcher, pipeline and service over fakes (as app.build wires them)."""
 
     def __init__(self, objects: dict[str, bytes | BaseException], *, max_size: int = 4,
-                 wait_s: float = 0.05) -> None:
+                 wait_s: float = 0.05, depth: int = 1) -> None:
         self.sent: list[MatchRequest] = []
         self.engine = GatedEngine()
         settings = EncoderSettings.from_env({"FACEGATE_ENV": "development"})
@@ -222,7 +260,7 @@ class Encoder:
                                       self.engine, self.sent.append, clock=time.time)
         self.pipeline: Pipeline[EncodeRequest] = Pipeline(
             [("prepare", self.service.prepare), ("engine", self.service.engine_stage)],
-            self.service.answer_job)
+            self.service.answer_job, depth=depth, gather={"engine"})
         self.batcher: Batcher[EncodeRequest, Encoded] = Batcher(
             handoff=self.pipeline.put, max_size=max_size, max_wait_s=wait_s)
 
@@ -322,6 +360,29 @@ def test_shutdown_mid_batch_answers_what_was_taken_and_refuses_the_rest() -> Non
     # every upload taken before the shutdown was answered, none twice
     assert all(isinstance(f.result(0), Encoded) for f in taken)
     assert sorted(m.upload_id for m in enc.sent) == sorted(r.upload_id for r in reqs[:6])
+
+
+def test_batches_waiting_for_the_engine_share_its_call_and_keep_their_answers() -> None:
+    reqs = [fresh(i) for i in range(6)]
+    objects: dict[str, bytes | BaseException] = {r.key: png(1, 1 + i % 2)
+                                                  for i, r in enumerate(reqs)}
+    enc = Encoder(objects, max_size=2, wait_s=0.001, depth=3)
+    enc.engine.gate.clear()
+    enc.engine.entered.clear()
+    first = [enc.batcher.submit(r) for r in reqs[:2]]
+    assert enc.engine.entered.wait(WAIT)
+    rest = []
+    for r in reqs[2:]:
+        rest.append(enc.batcher.submit(r))
+        time.sleep(0.02)  # separate batches of the batcher
+    time.sleep(0.1)
+    enc.engine.gate.set()
+    results = [f.result(WAIT) for f in first + rest]
+    enc.close()
+    assert enc.engine.batches[0] == 2 and sum(enc.engine.batches) == 6
+    assert len(enc.engine.batches) < len(enc.batcher.stats.sizes)  # gathered
+    assert [r.faces for r in results if isinstance(r, Encoded)] == [1 + i % 2 for i in range(6)]
+    assert [m.upload_id for m in enc.sent] == [r.upload_id for r in reqs]
 
 
 def test_pixels_are_let_go_once_the_engine_is_done() -> None:
