@@ -359,16 +359,18 @@ def _to_detections(rows: npt.NDArray[np.float64]) -> list[Detection]:
 
 
 def _load_networks() -> tuple[Any, Any, Any]:
-    """The package's three networks with its weights, each as one
-    ``tf.function`` (one trace: dynamic batch and, for P-Net, canvas size)."""
+    """The package's three networks with its weights, each traced once into
+    a concrete function (dynamic batch and, for P-Net, canvas size)."""
     import tensorflow as tf
     from mtcnn.stages import StageONet, StagePNet, StageRNet
 
     def traced(model: Any, shape: tuple[int | None, ...], probe: tuple[int, ...]) -> Any:
-        spec = tf.TensorSpec(shape, tf.float32)
-        function = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-        function(tf.zeros(probe, tf.float32))  # trace now, not on the first request
-        return function
+        # traced now (not on the first request), called as a concrete function
+        concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+            tf.TensorSpec(shape, tf.float32)
+        )
+        concrete(tf.zeros(probe, tf.float32))
+        return concrete
 
     return (
         traced(StagePNet().model, (1, None, None, 3), (1, 24, 24, 3)),
