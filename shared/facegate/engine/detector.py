@@ -261,7 +261,7 @@ class MtcnnDetector:
             scales = pyramid_scales(height, width, first, cfg.scale_factor)
             for scale in scales:
                 size = level_shape(height, width, float(scale))
-                stack = tf.image.resize(s.tensors[shape], size, method="area")
+                stack = tf.image.resize(s.tensors[shape], size, method="area").numpy()
                 for k, i in enumerate(members):
                     tiles.append(Tile(i, float(scale), size[0], size[1]))
                     levels.append(stack[k])
@@ -270,7 +270,7 @@ class MtcnnDetector:
         placed, (canvas_h, canvas_w) = pack(tiles)
         canvas = np.zeros((1, canvas_h, canvas_w, 3), dtype=np.float32)
         for t, level in zip(placed, levels, strict=True):
-            canvas[0, t.y : t.y + t.height, t.x : t.x + t.width] = level.numpy()
+            canvas[0, t.y : t.y + t.height, t.x : t.x + t.width] = level
         regress, probs = self._nets[0](tf.constant(canvas))  # type: ignore[index]
         grid = output_shape(canvas_h, canvas_w)
         owners = cell_owners(placed, grid)
