@@ -353,6 +353,7 @@ def interleaved_ratio(
         return time.perf_counter() - start
 
     ours(same_work, paths[:batch])  # trace its batch sizes, untimed
+    chunk = max(chunk, batch)  # whole image batches in each turn
     t_ours = t_same = t_fr = 0.0
     for k in range(0, len(paths), chunk):
         part = paths[k : k + chunk]
