@@ -23,7 +23,8 @@ class EncoderSettings(CommonSettings):
     probe_ttl_s: int = Field(3600, ge=10, le=7 * 86400)
     max_image_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=100 * 2**20)
     pipeline_depth: int = Field(
-        2, ge=1, le=8, description="batches waiting between two encoder stages"
+        2, ge=1, le=8,
+        description="batches waiting between two encoder stages (pixels: at most 2 x this + 2)",
     )
     min_face_size: int = Field(
         _DETECTOR.min_face_size, ge=PNET_CELL, le=4096,
