@@ -324,6 +324,48 @@ def test_a_stage_raising_unexpectedly_denies_its_batch_with_internal_error(
     assert "encode_start" in by_id[reqs[0].upload_id].stamps
 
 
+class SlowObjects(FakeObjects):
+    """The object store, with one object whose GET hangs until released."""
+
+    def __init__(self, objects: dict[str, bytes | BaseException], slow_key: str) -> None:
+        super().__init__(objects)
+        self.slow_key = slow_key
+        self.release = threading.Event()
+        self.stuck = threading.Event()
+
+    def get(self, key: str, max_bytes: int) -> bytes:
+        if key == self.slow_key:
+            self.stuck.set()
+            assert self.release.wait(WAIT)
+        return super().get(key, max_bytes)
+
+
+def test_a_slow_fetch_holds_back_only_the_batches_behind_it() -> None:
+    reqs = [fresh(i) for i in range(6)]
+    objects: dict[str, bytes | BaseException] = {r.key: png(1, 1) for r in reqs}
+    enc = Encoder(objects, max_size=2, wait_s=0.001)
+    slow = SlowObjects(objects, reqs[2].key)
+    enc.service.objects = slow
+    enc.engine.gate.clear()
+    enc.engine.entered.clear()
+    first = [enc.batcher.submit(r) for r in reqs[:2]]
+    assert enc.engine.entered.wait(WAIT)  # batch 1 in the engine
+    second = [enc.batcher.submit(r) for r in reqs[2:4]]
+    assert slow.stuck.wait(WAIT)  # batch 2 hangs in its fetch meanwhile
+    third = [enc.batcher.submit(r) for r in reqs[4:]]
+    enc.engine.gate.set()
+    # the batch ahead is answered although the fetch behind it hangs
+    assert all(isinstance(f.result(WAIT), Encoded) for f in first)
+    time.sleep(0.1)
+    assert not any(f.done() for f in second + third)  # behind it, in order: nothing overtakes
+    assert [m.upload_id for m in enc.sent] == [r.upload_id for r in reqs[:2]]
+    slow.release.set()
+    assert all(isinstance(f.result(WAIT), Encoded) for f in second + third)
+    enc.close()
+    assert [m.upload_id for m in enc.sent] == [r.upload_id for r in reqs]
+    assert all(m.error is None for m in enc.sent)
+
+
 def test_decisions_of_a_door_leave_in_the_order_the_uploads_came() -> None:
     reqs = [fresh(i, door=f"door{i % 3}") for i in range(30)]
     enc = Encoder({r.key: png(1, 1) for r in reqs}, max_size=4, wait_s=0.002)
