@@ -15,6 +15,15 @@ the exception ``process`` raised (every future of that batch gets it). A
 result that is itself an exception instance is set as that future's
 exception, so one bad item can fail alone.
 
+With ``handoff`` instead of ``process`` the batch and its futures are handed
+on (``handoff(items, futures)``, e.g. :meth:`services.encoder.pipeline.
+Pipeline.put`), which completes the futures later; a handoff that blocks
+holds the worker thread, so items queue and the next batch is fuller.
+
+After :meth:`Batcher.close` a submit raises :class:`BatcherClosedError`, a
+transient error: the task retries, so its message goes back to the broker
+for another worker (nothing is lost by a shutdown).
+
 Pure threading, no Celery and no TensorFlow: unit-tested with a fake
 ``process``.
 """
@@ -30,6 +39,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from facegate.core.errors import TransientError
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -38,8 +49,8 @@ R = TypeVar("R")
 _STOP = object()
 
 
-class BatcherClosedError(RuntimeError):
-    """``submit`` after ``close``."""
+class BatcherClosedError(TransientError):
+    """``submit`` after ``close`` (the worker is stopping: retry elsewhere)."""
 
 
 @dataclass
@@ -60,8 +71,9 @@ class Batcher(Generic[T, R]):
 
     def __init__(
         self,
-        process: Callable[[Sequence[T]], Sequence[R | BaseException]],
+        process: Callable[[Sequence[T]], Sequence[R | BaseException]] | None = None,
         *,
+        handoff: Callable[[list[T], list[Future[R]]], None] | None = None,
         max_size: int,
         max_wait_s: float,
         name: str = "batcher",
@@ -72,7 +84,10 @@ class Batcher(Generic[T, R]):
             raise ValueError("max_size must be >= 1")
         if max_wait_s < 0:
             raise ValueError("max_wait_s must be >= 0")
+        if (process is None) == (handoff is None):
+            raise ValueError("give exactly one of process and handoff")
         self._process = process
+        self._handoff = handoff
         self.max_size = max_size
         self.max_wait_s = max_wait_s
         self._clock = clock
@@ -141,6 +156,10 @@ class Batcher(Generic[T, R]):
         if len(self.stats.sizes) < self._keep_sizes:
             self.stats.sizes.append(len(items))
         try:
+            if self._handoff is not None:
+                self._handoff(items, futures)
+                return
+            assert self._process is not None
             results = list(self._process(items))
             if len(results) != len(items):
                 raise RuntimeError(f"process returned {len(results)} results for {len(items)}")

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.bench, pytest.mark.e2e, pytest.mark.integration, pytes
 ROOT = Path(__file__).resolve().parents[2]
 BASE_PORT = str(ToolSettings.from_env().bench_smoke_base_port)
 STAGES = (
-    "put_notify", "ingest", "queue_wait", "fetch", "decode", "detect", "embed",
+    "put_notify", "ingest", "queue_wait", "fetch", "decode", "engine_wait", "detect", "embed",
     "to_matcher", "match", "publish",
 )
 

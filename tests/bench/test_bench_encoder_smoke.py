@@ -52,8 +52,12 @@ def test_encoder_bench_smoke(tmp_path: Path) -> None:
     pipeline = result["pipeline"]
     assert "skipped" not in pipeline, pipeline
     assert pipeline["images"] == 3
-    for key in ("ours_images_per_s", "face_recognition_images_per_s", "ratio"):
+    for key in ("ours_images_per_s", "face_recognition_images_per_s", "ratio",
+                "interleaved_ratio", "interleaved_same_work_ratio"):
         assert pipeline[key] > 0, (key, pipeline)
+    # less work per face (no averaging) is faster than the full engine
+    assert (pipeline["interleaved_same_work_images_per_s"]
+            > pipeline["interleaved_ours_images_per_s"])
     # the sample portraits each show one face, and both pipelines find them
     assert pipeline["ours_faces"] >= 3 and pipeline["face_recognition_faces"] >= 3
     assert [r["image_batch"] for r in pipeline["rows"]] == [1, 3]

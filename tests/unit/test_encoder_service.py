@@ -15,6 +15,7 @@ from facegate.adapters.replies import parse_reply
 from facegate.core.errors import ImageError, StoreUnavailableError, TransientError
 from facegate.core.messages import EncodeRequest, MatchRequest, Reason, UploadKind
 from facegate.engine.types import Box, Face, Image
+from services.encoder.pipeline import Job
 from services.encoder.service import Encoded, EncoderService
 from services.encoder.settings import EncoderSettings
 
@@ -239,3 +240,30 @@ def test_the_early_skip_uses_the_matchers_freshness_rule() -> None:
     by_id = {m.upload_id: m.error for m in sent}
     assert by_id == {future.upload_id: Reason.TIMEOUT, unknown.upload_id: Reason.TIMEOUT,
                      slightly_ahead.upload_id: None}
+
+
+def test_uploads_gone_stale_while_waiting_for_the_engine_are_not_encoded() -> None:
+    """Under load a prepared batch waits for the engine (issue 12's pipeline):
+    the same freshness rule is applied again when the engine takes it, on
+    the written-at stamp, so the engine's time goes to fresh uploads."""
+    early = EncodeRequest.from_dict({**request(1).to_dict(), "stamps": {"uploaded": 50.0}})
+    late = EncodeRequest.from_dict({**request(2).to_dict(), "stamps": {"uploaded": 55.0}})
+    enrol = request(3, UploadKind.ENROLL)  # enrolments have no deadline
+    objects: dict[str, bytes | BaseException] = {
+        r.key: png(1, 1) for r in (early, late, enrol)
+    }
+    service, store, engine, sent = make(objects)
+    clock = [59.0]  # prepared at 59: both fresh (deadline 10 s)
+    service.clock = lambda: clock[0]
+    job: Job[EncodeRequest] = Job([early, late, enrol], [])
+    service.prepare(job)
+    assert job.value.expired == [False, False, False]
+    clock[0] = 61.0  # the engine takes it at 61: `early` (written at 50) is 11 s old
+    service.engine_stage([job])
+    assert engine.batches == [2]
+    by_id = {m.upload_id: m for m in service.answer_job(job) if isinstance(m, Encoded)}
+    assert by_id[early.upload_id].error is Reason.TIMEOUT
+    assert by_id[late.upload_id].error is None and by_id[enrol.upload_id].error is None
+    assert early.upload_id not in store.probes and late.upload_id in store.probes
+    assert [m.error for m in sent] == [Reason.TIMEOUT, None]
+    assert sent[0].stamps["engine_start"] == 61.0  # it did reach the engine stage

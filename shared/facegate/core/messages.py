@@ -45,13 +45,16 @@ STAGES = (
     "encode_start",
     "fetched",
     "decoded",
+    "engine_start",
     "detected",
     "embedded",
     "match_start",
     "matched",
     "published",
+    "window_end",
 )
-"""Known stage names of ``stamps`` (others are accepted but not expected)."""
+"""Known stage names of ``stamps`` (others are accepted but not expected);
+``window_end`` is the stamp of an approach's closing DENY."""
 
 
 class Decision(StrEnum):
