@@ -97,6 +97,16 @@ def no_face_picture() -> bytes:
     return out.getvalue()
 
 
+def forget_previous_runs(state_dir: Path) -> None:
+    """Start the story from nothing: the stack's Redis keeps its data across
+    ``down``/``up`` (append-only file), so a second demo would otherwise find
+    the first one's people, door keys and events (and its lock's state)."""
+    import shutil
+
+    for data in ("redis", "seaweedfs", "lock"):
+        shutil.rmtree(state_dir / data, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m facegate.tools.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -129,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     try:
         stack.down()  # a previous demo that was interrupted
+        forget_previous_runs(stack.state_dir)
         stack.up()
         print(f"stack ready in {time.monotonic() - t0:.1f} s\n")
         ok = run_story(stack, photos, args.state_dir / "lock")
