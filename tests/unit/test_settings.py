@@ -201,6 +201,14 @@ def test_describe_masks_secrets() -> None:
     assert described["FACEGATE_ENV"] == "production"
 
 
+def test_describe_masks_a_password_in_a_url() -> None:
+    env = with_secrets({"FACEGATE_REDIS_URL": "redis://door:hunter2-very-secret@redis.lan:6380/0"})
+    described = MatcherSettings.from_env(env).describe()
+    assert described["FACEGATE_REDIS_URL"] == "redis://door:***@redis.lan:6380/0"
+    plain = MatcherSettings.from_env(with_secrets({"FACEGATE_REDIS_URL": "redis://r:6379/2"}))
+    assert plain.describe()["FACEGATE_REDIS_URL"] == "redis://r:6379/2"
+
+
 def test_settings_are_frozen() -> None:
     s = MatcherSettings.from_env(with_secrets())
     with pytest.raises(ValidationError, match="frozen"):

@@ -220,13 +220,26 @@ class Settings(BaseSettings):
             elif isinstance(value, bool):
                 text = "true" if value else "false"
             else:
-                text = "" if value is None else str(value)
+                text = "" if value is None else _mask_userinfo(str(value))
             out[self.env_name(name)] = text
         return out
 
     def describe_text(self) -> str:
         """``describe()`` as ``VARIABLE=value`` lines, for ``--check-config``."""
         return "\n".join(f"{k}={v}" for k, v in sorted(self.describe().items()))
+
+
+def _mask_userinfo(text: str) -> str:
+    """A URL's password masked (``redis://:pw@host`` -> ``redis://:***@host``);
+    any other text unchanged."""
+    if "://" not in text or "@" not in text:
+        return text
+    parts = urlsplit(text)
+    if parts.password is None:
+        return text
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def _explain(cls: type[Settings], exc: ValidationError) -> str:
