@@ -10,6 +10,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+"""Door and camera ids (``facegate.core.ids``)."""
+PERSON_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+HEX32_PATTERN = r"^[0-9a-f]{32}$"
+
 
 class ErrorBody(BaseModel):
     """Every answer that is not a success: ``{"error": code, "message": text}``."""
@@ -27,10 +32,17 @@ class PresignRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    camera: str = Field(min_length=1, description="camera id, [A-Za-z0-9_-]{1,64}")
-    badge: str | None = Field(None, description="the claimed person (verify doors)")
+    camera: str = Field(pattern=NAME_PATTERN, description="camera id", examples=["cam1"])
+    badge: str | None = Field(
+        None,
+        pattern=PERSON_PATTERN,
+        description="the claimed person (verify doors)",
+        examples=["alice"],
+    )
     approach: str | None = Field(
-        None, description="32 hex: the approach this frame belongs to (identify doors)"
+        None,
+        pattern=HEX32_PATTERN,
+        description="the approach this frame belongs to (identify doors)",
     )
     ext: str = Field("jpg", description="image extension: jpg, jpeg, png, webp, bmp")
     content_type: str | None = Field(
@@ -71,6 +83,9 @@ class Ready(BaseModel):
 
 
 __all__ = [
+    "HEX32_PATTERN",
+    "NAME_PATTERN",
+    "PERSON_PATTERN",
     "ErrorBody",
     "EventResponse",
     "Health",

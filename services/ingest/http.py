@@ -49,6 +49,9 @@ from starlette.exceptions import HTTPException
 from facegate.core import keys
 from facegate.core.errors import BadMessageError, ConfigError, PermanentError, TransientError
 from services.ingest.api_models import (
+    HEX32_PATTERN,
+    NAME_PATTERN,
+    PERSON_PATTERN,
     ErrorBody,
     EventResponse,
     Health,
@@ -168,7 +171,7 @@ _camera_auth = HTTPBearer(auto_error=False, scheme_name="cameraToken")
 # Documented in the OpenAPI document; the token itself is read by :func:`_bearer`.
 WebhookAuth = Annotated[HTTPAuthorizationCredentials | None, Security(_webhook_auth)]
 CameraAuth = Annotated[HTTPAuthorizationCredentials | None, Security(_camera_auth)]
-DoorId = Annotated[str, Path(max_length=200, description="door id, [A-Za-z0-9_-]{1,64}")]
+DoorId = Annotated[str, Path(pattern=NAME_PATTERN, description="door id", examples=["front"])]
 
 
 async def _read(request: Request) -> bytes:
@@ -253,9 +256,9 @@ def _routes(app: IngestApp) -> APIRouter:
     async def upload(
         request: Request,
         door: DoorId,
-        camera: Annotated[str, Query(description="camera id")],
-        badge: Annotated[str | None, Query(description="the claimed person")] = None,
-        approach: Annotated[str | None, Query(description="32 hex approach id")] = None,
+        camera: Annotated[str, Query(pattern=NAME_PATTERN, examples=["cam1"])],
+        badge: Annotated[str | None, Query(pattern=PERSON_PATTERN, examples=["alice"])] = None,
+        approach: Annotated[str | None, Query(pattern=HEX32_PATTERN)] = None,
         _auth: CameraAuth = None,
     ) -> dict[str, Any]:
         """The image itself: stored under a fresh key, then sent on."""
