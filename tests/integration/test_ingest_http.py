@@ -8,9 +8,11 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,6 +20,7 @@ import pytest
 import redis
 
 from facegate.adapters.redis_store import RedisStore
+from facegate.tools.settings import ToolSettings
 from services.ingest.app import build
 from services.ingest.http import MAX_JSON_BYTES, make_server
 from services.ingest.settings import IngestSettings
@@ -25,7 +28,8 @@ from services.ingest.settings import IngestSettings
 pytestmark = pytest.mark.integration
 
 JPEG = b"\xff\xd8\xff\xe0" + b"ingest never decodes" + b"\xff\xd9"
-SCHEMATHESIS_EXAMPLES = int(os.environ.get("FACEGATE_SCHEMATHESIS_EXAMPLES", "30"))
+TOOLS = ToolSettings.from_env()
+SCHEMATHESIS_EXAMPLES = TOOLS.schemathesis_examples
 
 
 def _conn(url: str) -> http.client.HTTPConnection:
@@ -232,3 +236,45 @@ def test_schemathesis_finds_no_500_and_no_undocumented_status(
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
     assert "No issues found" in out or "passed" in out, out[-3000:]
+
+
+def test_the_ingest_process_serves_and_stops_cleanly_on_sigterm(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``python -m services.ingest`` under uvicorn: ready, then SIGTERM -> exit 0;
+    its log never shows a token sent in a URL."""
+    port = TOOLS.test_base_port + 40
+    env = {**os.environ, **stack_env, "FACEGATE_INGEST_PORT": str(port),
+           "FACEGATE_RECONCILE_INTERVAL_S": "0", "FACEGATE_LOG_LEVEL": "DEBUG"}  # fmt: skip
+    log_path = tmp_path / "ingest.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "services.ingest"], env=env,
+                                stdout=log_file, stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    conn = _conn(url)
+                    conn.request("GET", "/readyz")
+                    if conn.getresponse().status == 200:
+                        conn.close()
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.1)
+            secret = stack_env["FACEGATE_WEBHOOK_TOKEN"]
+            conn = _conn(url)
+            conn.request("POST", f"/v1/events?token={secret}", b"{}")
+            assert conn.getresponse().status == 401
+            conn.close()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log_path.read_text(errors="replace")
+    assert secret not in text
+    assert "POST /v1/events?..." in text  # logged at DEBUG, query cut
