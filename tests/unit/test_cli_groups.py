@@ -87,3 +87,15 @@ def test_bad_input_is_one_line_and_changes_nothing(
     assert run("doors", "allow", "nodoor", "--group", "staff") == 1
     assert store.get_door("front") == before
     assert run("doors", "allow", "front") == 2
+
+
+def test_revoke_erases_memberships_and_person_rules(store: MemoryStore) -> None:
+    run("groups", "add", "staff")
+    run("groups", "members", "staff", "add", "erin")
+    run("doors", "allow", "front", "--person", "erin", "--schedule", "sat")
+    run("doors", "allow", "front", "--group", "staff")
+    assert run("revoke", "erin") == 0
+    policy = store.get_door("front")
+    assert policy is not None
+    assert policy.rules == (AccessRule(RuleKind.GROUP, "staff"),)  # the group rule stays
+    assert store.groups_of("erin") == [] and store.group_members("staff") == []
