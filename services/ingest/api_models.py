@@ -12,8 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 """Door and camera ids (``facegate.core.ids``)."""
-PERSON_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-HEX32_PATTERN = r"^[0-9a-f]{32}$"
+PERSON_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,63})?$"
+"""A badge; empty means none (as before the pydantic models)."""
+HEX32_PATTERN = r"^([0-9a-f]{32})?$"
+"""An approach id; empty means none."""
 
 
 class ErrorBody(BaseModel):

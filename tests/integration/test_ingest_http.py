@@ -278,3 +278,20 @@ def test_the_ingest_process_serves_and_stops_cleanly_on_sigterm(
     text = log_path.read_text(errors="replace")
     assert secret not in text
     assert "POST /v1/events?..." in text  # logged at DEBUG, query cut
+
+
+def test_an_empty_badge_or_approach_means_none(
+    ingest_url: str, doors: RedisStore, cam: dict[str, str], services_redis: redis.Redis
+) -> None:
+    conn = _conn(ingest_url)
+    try:
+        conn.request("POST", "/v1/doors/front/presign",
+                     b'{"camera": "cam1", "badge": "", "approach": ""}',
+                     {**cam, "Content-Type": "application/json"})  # fmt: skip
+        resp = conn.getresponse()
+        doc = json.loads(resp.read())
+    finally:
+        conn.close()
+    assert resp.status == 200, doc
+    claim = services_redis.hgetall(f"facegate:claim:{doc['upload_id']}")
+    assert claim.get(b"badge", b"") == b"" and b"approach" not in claim
