@@ -302,8 +302,9 @@ def _limit_for(app: IngestApp) -> Any:
     return limit
 
 
-def make_app(app: IngestApp) -> Any:
-    """The ASGI application: FastAPI behind the body limits and the access log."""
+def make_app(app: IngestApp, *, body_timeout_s: float = REQUEST_TIMEOUT_S) -> Any:
+    """The ASGI application: FastAPI behind the body limits and the access log
+    (``body_timeout_s``: the longest wait for the next piece of a body, 408)."""
     api = FastAPI(
         title="facegate ingest",
         version="1",
@@ -333,7 +334,7 @@ def make_app(app: IngestApp) -> Any:
         return api.openapi_schema
 
     api.openapi = openapi  # type: ignore[method-assign]
-    return AccessLog(BodyLimit(api, _limit_for(app), REQUEST_TIMEOUT_S))
+    return AccessLog(BodyLimit(api, _limit_for(app), body_timeout_s))
 
 
 class IngestServer:

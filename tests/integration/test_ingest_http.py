@@ -22,7 +22,7 @@ import redis
 from facegate.adapters.redis_store import RedisStore
 from facegate.tools.settings import ToolSettings
 from services.ingest.app import build
-from services.ingest.http import MAX_JSON_BYTES, make_server
+from services.ingest.http import MAX_JSON_BYTES, IngestServer, make_app, make_server
 from services.ingest.settings import IngestSettings
 
 pytestmark = pytest.mark.integration
@@ -295,3 +295,30 @@ def test_an_empty_badge_or_approach_means_none(
     assert resp.status == 200, doc
     claim = services_redis.hgetall(f"facegate:claim:{doc['upload_id']}")
     assert claim.get(b"badge", b"") == b"" and b"approach" not in claim
+
+
+def test_a_body_that_stops_arriving_is_answered_408(
+    ingest_settings: IngestSettings, doors: RedisStore, cam: dict[str, str]
+) -> None:
+    app = build(ingest_settings)
+    server = IngestServer(make_app(app, body_timeout_s=0.5), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        conn = _conn(f"http://127.0.0.1:{server.server_address[1]}")
+        conn.putrequest("POST", "/v1/doors/front/uploads?camera=cam1")
+        conn.putheader("Authorization", cam["Authorization"])
+        conn.putheader("Content-Type", "image/jpeg")
+        conn.putheader("Content-Length", "1000")
+        conn.endheaders()
+        conn.send(JPEG[:10])  # and then nothing
+        started = time.monotonic()
+        resp = conn.getresponse()
+        assert (resp.status, json.loads(resp.read())["error"]) == (408, "request_timeout")
+        assert time.monotonic() - started < 10
+        conn.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+        app.close()
