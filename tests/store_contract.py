@@ -21,11 +21,13 @@ import pytest
 
 from facegate.adapters.store import FrameRecorded, FrameStatus, Store
 from facegate.core import keys
+from facegate.core.access import AccessRule, RuleKind
 from facegate.core.errors import BadMessageError
 from facegate.core.event_verify import EventRejected, ReplayGuard, signed_message, verify_event
 from facegate.core.ids import stream_id_key
 from facegate.core.messages import Decision, DoorEvent, Reason
 from facegate.core.policy import DoorMode, DoorPolicy
+from facegate.core.schedule import Schedule
 from facegate.core.signing import DoorSigner
 
 UID = "0123456789abcdef0123456789abcdef"
@@ -291,6 +293,60 @@ class StoreContract:
         assert store.get_door("front") is None and store.list_doors() == ["back"]
         with pytest.raises(BadMessageError):
             store.get_door("../x")
+
+    def test_door_rules_are_kept_with_the_door(self, store: Store) -> None:
+        rules = (
+            AccessRule(RuleKind.GROUP, "staff", Schedule.parse("mon-fri 07:00-19:00")),
+            AccessRule(RuleKind.PERSON, "dave", Schedule.parse("fri 22:00-02:00")),
+            AccessRule(RuleKind.GROUP, "guards"),
+        )
+        policy = DoorPolicy("front", DoorMode.IDENTIFY, frozenset({"alice"}), None, rules=rules)
+        store.set_door(policy)
+        assert store.get_door("front") == policy
+        assert store.get_door("front").rules == rules  # type: ignore[union-attr]
+
+    def test_groups_and_memberships(self, store: Store) -> None:
+        assert store.list_groups() == []
+        assert store.add_group("staff") is True
+        assert store.add_group("staff") is False
+        store.add_group("guards")
+        assert store.list_groups() == ["guards", "staff"]
+        before = store.gallery_version()
+        assert store.add_member("staff", "erin") is True
+        assert store.add_member("staff", "erin") is False
+        assert store.gallery_version() > before  # a door's admitted people may have changed
+        store.add_member("guards", "erin")
+        store.add_member("staff", "frank")
+        assert store.group_members("staff") == ["erin", "frank"]
+        assert store.groups_of("erin") == ["guards", "staff"]
+        with pytest.raises(BadMessageError, match="no group"):
+            store.add_member("nobody", "erin")
+        assert store.groups_of("erin") == ["guards", "staff"]
+        with pytest.raises(BadMessageError):
+            store.add_member("staff", "../x")
+        with pytest.raises(BadMessageError):
+            store.add_group("bad group")
+        assert store.remove_member("staff", "frank") is True
+        assert store.remove_member("staff", "frank") is False
+        assert store.groups_of("frank") == []
+        # deleting a group ends its memberships, in both directions
+        version = store.gallery_version()
+        assert store.delete_group("guards") is True
+        assert store.delete_group("guards") is False
+        assert store.groups_of("erin") == ["staff"] and store.list_groups() == ["staff"]
+        assert store.gallery_version() > version
+
+    def test_revoking_a_person_ends_their_memberships(self, store: Store) -> None:
+        store.add_templates("erin", np.ones((1, 128), np.float32), "m")
+        store.add_group("staff")
+        store.add_group("guards")
+        store.add_member("staff", "erin")
+        store.add_member("guards", "erin")
+        store.add_member("staff", "frank")
+        assert store.remove_person("erin") is True
+        assert store.groups_of("erin") == []
+        assert store.group_members("staff") == ["frank"] and store.group_members("guards") == []
+        assert store.list_groups() == ["guards", "staff"]  # the groups themselves stay
 
     def test_claims(self, store: Store) -> None:
         key = keys.upload_object_key("front", "cam", UID, "jpg")

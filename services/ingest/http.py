@@ -1,42 +1,64 @@
-"""Ingest's HTTP front end: stdlib ``ThreadingHTTPServer``, JSON in and out.
+"""Ingest's HTTP front end: FastAPI (Starlette) under uvicorn, JSON in and out.
 
-Routes (docs/DESIGN.md):
+Routes (docs/DESIGN.md; the OpenAPI document is served at ``/openapi.json``):
 
 =======  ==============================  ============================  ==========
 method   path                            auth                          success
 =======  ==============================  ============================  ==========
 POST     ``/v1/events``                  webhook token (Bearer)        200
-POST     ``/v1/doors/<door>/presign``    camera token (Bearer)         200
-POST     ``/v1/doors/<door>/uploads``    camera token (Bearer)         201
-GET      ``/healthz``                    none                          200
+POST     ``/v1/doors/{door}/presign``    camera token (Bearer)         200
+POST     ``/v1/doors/{door}/uploads``    camera token (Bearer)         201
+GET      ``/healthz``                    none (liveness)               200
+GET      ``/readyz``                     none (Redis and S3 answer)    200
+GET      ``/openapi.json``               none                          200
 =======  ==============================  ============================  ==========
 
-Errors are ``{"error": <code>, "message": <text>}`` with 400 (malformed),
-401 (token), 404 (route, or a door that is not configured), 405 (method),
-411 (no length), 413 (too large), 415 (not an accepted image type), 503
-(Redis, store or broker unavailable: retry) and 500 (anything else; the
-traceback goes to the log, never to the client). Handlers only decode, call
-one :class:`~services.ingest.app.IngestApp` method and encode.
+Errors are :class:`~services.ingest.api_models.ErrorBody` (``{"error":
+<code>, "message": <text>}``) with 400 (malformed, including what pydantic
+refuses), 401 (token), 404 (route, or a door that is not configured), 405
+(method), 408 (body too slow), 411 (no length), 413 (too large: declared, or
+counted while a chunked body streams in; ``http_limits.py``), 415 (not an
+accepted image type), 503 (Redis, store or broker unavailable: retry) and
+500 (anything else; the traceback goes to the log, never to the client).
+Handlers only decode, call one :class:`~services.ingest.app.IngestApp`
+method (in a worker thread: they block) and encode.
 
-Tokens travel only in the ``Authorization`` header (both MinIO's and
-SeaweedFS's webhooks send one), never in a URL: a URL ends up in access logs
-and in the store's own error messages. Every line this module logs has its
-query string replaced by ``?...`` (:func:`redact`), in case a client put
-something there anyway.
+Tokens travel only in the ``Authorization`` header, never in a URL; every
+line logged here has its query string cut to ``?...``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlsplit
+from typing import Annotated, Any
 
+from fastapi import APIRouter, FastAPI, Path, Query, Request, Security
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException
+
+from facegate.core import keys
 from facegate.core.errors import BadMessageError, ConfigError, PermanentError, TransientError
+from services.ingest.api_models import (
+    HEX32_PATTERN,
+    NAME_PATTERN,
+    PERSON_PATTERN,
+    ErrorBody,
+    EventResponse,
+    Health,
+    PresignRequest,
+    PresignResponse,
+    Ready,
+    UploadResponse,
+)
+from services.ingest.http_limits import AccessLog, BodyLimit, redact
+from services.ingest.server import IngestServer
 from services.ingest.service import (
     IngestApp,
     UnauthorizedError,
@@ -50,23 +72,87 @@ MAX_EVENT_BYTES = 1024 * 1024
 MAX_JSON_BYTES = 16 * 1024
 REQUEST_TIMEOUT_S = 15.0
 
-_DOOR_ROUTE = re.compile(r"/v1/doors/(?P<door>[^/]{1,200})/(?P<action>presign|uploads)\Z")
-_QUERY = re.compile(r"\?[^\s\"']*")
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    411: "length_required",
+    413: "too_large",
+    415: "unsupported_media_type",
+    503: "unavailable",
+}
+_ERR: dict[str, Any] = {"model": ErrorBody}
+_COMMON: dict[int | str, dict[str, Any]] = {400: _ERR, 500: _ERR}
+_POST: dict[int | str, dict[str, Any]] = {
+    **_COMMON, 401: _ERR, 408: _ERR, 411: _ERR, 413: _ERR, 503: _ERR
+}
 
 
-def redact(text: str) -> str:
-    """``text`` with every URL query string cut to ``?...``."""
-    return _QUERY.sub("?...", text)
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    headers = {"Cache-Control": "no-store"}
+    if status >= 400:
+        headers["Connection"] = "close"  # the body may be unread: never parse it as a request
+    return JSONResponse({"error": code, "message": message}, status, headers=headers)
 
 
-class HttpError(Exception):
-    """An answer other than success, with its status and error code."""
+def _validation_message(exc: RequestValidationError) -> str:
+    problems = []
+    for err in exc.errors()[:3]:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        name = ".".join(loc) or "body"
+        if err.get("type") == "json_invalid":
+            problems.append("body is not JSON")
+        elif err.get("type") == "missing":
+            problems.append(f"{name} is required")
+        elif err.get("type") == "model_attributes_type":
+            problems.append("body must be a JSON object")
+        else:
+            problems.append(f"{name}: {err.get('msg', 'invalid')}")
+    return "; ".join(problems) or "invalid request"
 
-    def __init__(self, status: HTTPStatus, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+
+def error_response(exc: Exception, request: Request) -> JSONResponse:
+    """The answer to an exception raised while handling ``request``."""
+    if isinstance(exc, RequestValidationError):
+        return _error(400, "bad_request", _validation_message(exc))
+    if isinstance(exc, HTTPException):
+        return _error(exc.status_code, _CODES.get(exc.status_code, "error"), str(exc.detail))
+    if isinstance(exc, UnknownDoorError):
+        return _error(404, "unknown_door", str(exc))
+    if isinstance(exc, UnsupportedMediaError):
+        return _error(415, "unsupported_media_type", str(exc))
+    if isinstance(exc, UnauthorizedError):
+        return _error(401, "unauthorized", str(exc))
+    if isinstance(exc, BadMessageError):
+        return _error(400, "bad_request", str(exc))
+    if isinstance(exc, PermanentError):
+        return _error(400, exc.reason, str(exc))
+    where = f"{request.method} {redact(str(request.url.path))}"
+    if isinstance(exc, (TransientError, ConfigError)):
+        # ConfigError here is the store refusing ingest's own credentials:
+        # the sender cannot fix it, but a retry after the operator does can.
+        log.warning("%s: unavailable: %s", where, redact(str(exc)))
+        return _error(503, "unavailable", "a backend is unavailable; retry")
+    log.exception("%s failed", where)
+    return _error(500, "internal_error", "internal error")
+
+
+class _GuardedRoute(APIRoute):
+    """A route whose every exception (validation included) becomes an error body."""
+
+    def get_route_handler(self) -> Any:
+        inner = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                response: Response = await inner(request)
+            except Exception as exc:
+                return error_response(exc, request)
+            return response
+
+        return handler
 
 
 def _bearer(header: str | None) -> str | None:
@@ -78,206 +164,180 @@ def _bearer(header: str | None) -> str | None:
     return value.strip()
 
 
-def _one(query: dict[str, list[str]], name: str) -> str | None:
-    values = query.get(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise HttpError(HTTPStatus.BAD_REQUEST, "bad_request", f"{name} given twice")
-    return values[0] or None
+_webhook_auth = HTTPBearer(auto_error=False, scheme_name="webhookToken")
+_camera_auth = HTTPBearer(auto_error=False, scheme_name="cameraToken")
+# Documented in the OpenAPI document; the token itself is read by :func:`_bearer`.
+WebhookAuth = Annotated[HTTPAuthorizationCredentials | None, Security(_webhook_auth)]
+CameraAuth = Annotated[HTTPAuthorizationCredentials | None, Security(_camera_auth)]
+DoorId = Annotated[str, Path(pattern=NAME_PATTERN, description="door id", examples=["front"])]
 
 
-class IngestHandler(BaseHTTPRequestHandler):
-    """One request; the app is a class attribute set by :func:`make_server`."""
+async def _read(request: Request) -> bytes:
+    """The whole body; :class:`BodyLimit` caps it while it streams in."""
+    parts = [chunk async for chunk in request.stream()]
+    return b"".join(parts)
 
-    app: ClassVar[IngestApp]
-    server_version = "facegate-ingest"
-    sys_version = ""
-    protocol_version = "HTTP/1.1"
-    timeout = REQUEST_TIMEOUT_S
 
-    # --- plumbing ------------------------------------------------------------------
+def _one(request: Request, name: str) -> None:
+    if len(request.query_params.getlist(name)) > 1:
+        raise BadMessageError(f"{name} given twice")
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), redact(format % args))
 
-    @property
-    def safe_path(self) -> str:
-        return redact(self.path)
+def _routes(app: IngestApp) -> APIRouter:
+    router = APIRouter(route_class=_GuardedRoute)
 
-    def _send(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload, separators=(",", ":")).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
+    @router.get("/healthz", response_model=Health, responses=_COMMON)
+    async def healthz() -> dict[str, Any]:
+        """Liveness: the process answers (no backend is asked)."""
+        return app.health()
 
-    def _body(self, limit: int) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self.close_connection = True
-            raise HttpError(HTTPStatus.LENGTH_REQUIRED, "length_required", "send Content-Length")
-        raw = self.headers.get("Content-Length")
-        if raw is None:
-            raise HttpError(HTTPStatus.LENGTH_REQUIRED, "length_required", "send Content-Length")
-        try:
-            length = int(raw)
-        except ValueError:
-            self.close_connection = True
-            raise HttpError(HTTPStatus.BAD_REQUEST, "bad_request", "bad Content-Length") from None
-        if length < 0:
-            self.close_connection = True
-            raise HttpError(HTTPStatus.BAD_REQUEST, "bad_request", "bad Content-Length")
-        if length > limit:
-            self.close_connection = True  # the unread body must not be parsed as a request
-            raise HttpError(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                "too_large",
-                f"body of {length} bytes exceeds {limit}",
-            )
-        return self.rfile.read(length)
+    @router.get("/readyz", response_model=Ready, responses={**_COMMON, 503: _ERR})
+    async def readyz() -> dict[str, str]:
+        """Readiness: Redis and the object store answer (503 otherwise)."""
+        return await run_in_threadpool(app.ready)
 
-    def _json(self, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
-        body = self._body(limit)
-        if not body.strip():
-            return {}
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise HttpError(HTTPStatus.BAD_REQUEST, "bad_request", "body is not JSON") from None
-        if not isinstance(data, dict):
-            raise HttpError(HTTPStatus.BAD_REQUEST, "bad_request", "body must be a JSON object")
-        return data
+    # /metrics (Prometheus text) belongs here, beside the probes: a GET route
+    # returning PlainTextResponse, `include_in_schema=False`.
 
-    def _dispatch(self, method: str) -> None:
-        try:
-            status, payload = self._route(method)
-        except HttpError as exc:
-            status, payload = exc.status, {"error": exc.code, "message": exc.message}
-        except UnknownDoorError as exc:
-            status, payload = HTTPStatus.NOT_FOUND, {"error": "unknown_door", "message": str(exc)}
-        except UnsupportedMediaError as exc:
-            status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
-            payload = {"error": "unsupported_media_type", "message": str(exc)}
-        except UnauthorizedError as exc:
-            status, payload = (
-                HTTPStatus.UNAUTHORIZED,
-                {"error": "unauthorized", "message": str(exc)},
-            )
-        except BadMessageError as exc:
-            status, payload = HTTPStatus.BAD_REQUEST, {"error": "bad_request", "message": str(exc)}
-        except PermanentError as exc:
-            status, payload = HTTPStatus.BAD_REQUEST, {"error": exc.reason, "message": str(exc)}
-        except (TransientError, ConfigError) as exc:
-            # ConfigError here is the store refusing ingest's own credentials:
-            # the sender cannot fix it, but a retry after the operator does can.
-            log.warning("%s %s: unavailable: %s", method, self.safe_path, redact(str(exc)))
-            status = HTTPStatus.SERVICE_UNAVAILABLE
-            payload = {"error": "unavailable", "message": "a backend is unavailable; retry"}
-        except Exception:
-            log.exception("%s %s failed", method, self.safe_path)
-            status = HTTPStatus.INTERNAL_SERVER_ERROR
-            payload = {"error": "internal_error", "message": "internal error"}
-        if status >= 400:
-            # the body may be unread: never parse its rest as the next request
-            self.close_connection = True
-        try:
-            self._send(status, payload)
-        except OSError as exc:
-            log.info("client went away before the answer: %s", exc)
+    event_body = {"content": {"application/json": {"schema": {"type": "object"}}}}
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
+    @router.post(
+        "/v1/events",
+        response_model=EventResponse,
+        responses=_POST,
+        openapi_extra={"requestBody": {"required": True, **event_body}},
+    )
+    async def events(request: Request, _auth: WebhookAuth = None) -> dict[str, Any]:
+        """The object store's webhook (MinIO or SeaweedFS filer body)."""
+        token = _bearer(request.headers.get("authorization"))
+        body = await _read(request)
+        result = await run_in_threadpool(app.handle_event, body, token)
+        return result.to_dict()
 
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    # --- routes --------------------------------------------------------------------
-
-    def _route(self, method: str) -> tuple[HTTPStatus, dict[str, Any]]:
-        received = time.time()
-        parts = urlsplit(self.path)
-        path = parts.path
-        query = parse_qs(parts.query, keep_blank_values=True)
-        if path == "/healthz":
-            self._allow(method, "GET")
-            return HTTPStatus.OK, self.app.health()
-        if path == "/v1/events":
-            self._allow(method, "POST")
-            token = _bearer(self.headers.get("Authorization"))
-            body = self._body(MAX_EVENT_BYTES)
-            return HTTPStatus.OK, self.app.handle_event(body, token).to_dict()
-        match = _DOOR_ROUTE.match(path)
-        if match is None:
-            raise HttpError(HTTPStatus.NOT_FOUND, "not_found", f"no route {path}")
-        self._allow(method, "POST")
-        door = match["door"]
-        token = _bearer(self.headers.get("Authorization"))
-        if match["action"] == "presign":
-            data = self._json()
-            camera = data.get("camera")
-            badge = data.get("badge")
-            ext = data.get("ext", "jpg")
-            approach = data.get("approach")
-            if approach is not None and not isinstance(approach, str):
-                raise HttpError(HTTPStatus.BAD_REQUEST, "bad_request", "approach must be a string")
-            content_type = data.get("content_type")
-            if not isinstance(camera, str) or not camera:
-                raise HttpError(HTTPStatus.BAD_REQUEST, "bad_request", "camera is required")
-            if badge is not None and not isinstance(badge, str):
-                raise HttpError(HTTPStatus.BAD_REQUEST, "bad_request", "badge must be a string")
-            if not isinstance(ext, str):
-                raise HttpError(HTTPStatus.BAD_REQUEST, "bad_request", "ext must be a string")
-            if content_type is not None and not isinstance(content_type, str):
-                raise HttpError(
-                    HTTPStatus.BAD_REQUEST, "bad_request", "content_type must be a string"
-                )
-            result = self.app.presign(
-                door, camera, badge or None, token, ext, content_type, approach or None
-            )
-            return HTTPStatus.OK, {
-                "upload_id": result.upload_id,
-                "key": result.key,
-                "url": result.url,
-                "expires_in": result.expires_in,
-            }
-        camera = _one(query, "camera")
-        badge = _one(query, "badge")
-        if camera is None:
-            raise HttpError(HTTPStatus.BAD_REQUEST, "bad_request", "camera is required")
-        # refuse (401, 404, 415) before reading a possibly large body
-        self.app.check_camera_token(token)
-        content_type = self.headers.get("Content-Type")
-        approach = _one(query, "approach")
-        self.app.check_upload(door, camera, content_type, badge, approach)
-        body = self._body(self.app.settings.max_upload_bytes)
-        uploaded = self.app.upload(
-            door, camera, badge, body, content_type, token, approach, received=received
+    @router.post(
+        "/v1/doors/{door}/presign",
+        response_model=PresignResponse,
+        responses={**_POST, 404: _ERR, 415: _ERR},
+    )
+    async def presign(
+        request: Request, body: PresignRequest, door: DoorId, _auth: CameraAuth = None
+    ) -> dict[str, Any]:
+        """A presigned PUT URL for one fresh upload key, its claim stored."""
+        token = _bearer(request.headers.get("authorization"))
+        result = await run_in_threadpool(
+            app.presign,
+            door,
+            body.camera,
+            body.badge or None,
+            token,
+            body.ext,
+            body.content_type,
+            body.approach or None,
         )
-        return HTTPStatus.CREATED, {"upload_id": uploaded.upload_id, "key": uploaded.key}
+        return {
+            "upload_id": result.upload_id,
+            "key": result.key,
+            "url": result.url,
+            "expires_in": result.expires_in,
+        }
 
-    def _allow(self, method: str, allowed: str) -> None:
-        if method != allowed:
-            raise HttpError(HTTPStatus.METHOD_NOT_ALLOWED, "method_not_allowed", f"use {allowed}")
+    image = {"schema": {"type": "string", "format": "binary"}}
+    upload_body = {"content": {ct: image for ct in sorted(keys.IMAGE_CONTENT_TYPES)}}
+
+    @router.post(
+        "/v1/doors/{door}/uploads",
+        status_code=HTTPStatus.CREATED,
+        response_model=UploadResponse,
+        responses={**_POST, 404: _ERR, 415: _ERR},
+        openapi_extra={"requestBody": {"required": True, **upload_body}},
+    )
+    async def upload(
+        request: Request,
+        door: DoorId,
+        camera: Annotated[str, Query(pattern=NAME_PATTERN, examples=["cam1"])],
+        badge: Annotated[str | None, Query(pattern=PERSON_PATTERN, examples=["alice"])] = None,
+        approach: Annotated[str | None, Query(pattern=HEX32_PATTERN)] = None,
+        _auth: CameraAuth = None,
+    ) -> dict[str, Any]:
+        """The image itself: stored under a fresh key, then sent on."""
+        received = time.time()
+        for name in ("camera", "badge", "approach"):
+            _one(request, name)
+        token = _bearer(request.headers.get("authorization"))
+        content_type = request.headers.get("content-type")
+        # refuse (401, 400, 404, 415) before reading a possibly large body
+        app.check_camera_token(token)
+        await run_in_threadpool(
+            app.check_upload, door, camera, content_type, badge or None, approach or None
+        )
+        data = await _read(request)
+        uploaded = await run_in_threadpool(
+            app.upload,
+            door,
+            camera,
+            badge or None,
+            data,
+            content_type,
+            token,
+            approach or None,
+            received=received,
+        )
+        return {"upload_id": uploaded.upload_id, "key": uploaded.key}
+
+    return router
 
 
-class IngestServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+def _limit_for(app: IngestApp) -> Any:
+    def limit(path: str) -> int | None:
+        if path == "/v1/events":
+            return MAX_EVENT_BYTES
+        if path.startswith("/v1/doors/") and path.endswith("/uploads"):
+            return app.settings.max_upload_bytes
+        if path.startswith("/v1/doors/") and path.endswith("/presign"):
+            return MAX_JSON_BYTES
+        return None
+
+    return limit
+
+
+def make_app(app: IngestApp, *, body_timeout_s: float = REQUEST_TIMEOUT_S) -> Any:
+    """The ASGI application: FastAPI behind the body limits and the access log
+    (``body_timeout_s``: the longest wait for the next piece of a body, 408)."""
+    api = FastAPI(
+        title="facegate ingest",
+        version="1",
+        description="Camera uploads and object-store webhooks (docs/DESIGN.md).",
+        docs_url=None,
+        redoc_url=None,
+    )
+    api.include_router(_routes(app))
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        return error_response(exc, request)
+
+    api.add_exception_handler(HTTPException, on_http_error)
+    api.add_exception_handler(RequestValidationError, on_http_error)
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            doc = get_openapi(title=api.title, version=api.version,
+                              description=api.description, routes=api.routes)  # fmt: skip
+            for ops in doc.get("paths", {}).values():
+                for op in ops.values():
+                    op.get("responses", {}).pop("422", None)  # validation answers 400
+            schemas = doc.get("components", {}).get("schemas", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(name, None)
+            api.openapi_schema = doc
+        return api.openapi_schema
+
+    api.openapi = openapi  # type: ignore[method-assign]
+    return AccessLog(BodyLimit(api, _limit_for(app), body_timeout_s))
 
 
 def make_server(app: IngestApp, host: str, port: int) -> IngestServer:
     """A server bound to ``host:port`` (not yet serving) whose handlers use ``app``."""
-    handler = type("BoundIngestHandler", (IngestHandler,), {"app": app})
-    return IngestServer((host, port), handler)
+    return IngestServer(make_app(app), host, port)
 
 
-__all__ = ["HttpError", "IngestHandler", "IngestServer", "make_server", "redact"]
+__all__ = ["IngestServer", "error_response", "make_app", "make_server", "redact"]

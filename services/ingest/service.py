@@ -158,9 +158,15 @@ class IngestApp:
     # --- use cases --------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        """``{"status": "ok"}`` when Redis answers, else TransientError."""
-        self.claims.ping()
+        """Liveness: ``{"status": "ok", "bucket": ...}``, touching no backend."""
         return {"status": "ok", "bucket": self.settings.bucket}
+
+    def ready(self) -> dict[str, str]:
+        """Readiness: Redis answers and the object store answers for the
+        bucket; TransientError (or ConfigError: refused credentials) otherwise."""
+        self.claims.ping()
+        self.store.stat(keys.UPLOADS_PREFIX + "readyz")  # a miss is an answer too
+        return {"status": "ready", "redis": "ok", "s3": "ok"}
 
     def presign(
         self,

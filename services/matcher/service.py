@@ -6,7 +6,7 @@ For each :class:`~facegate.core.messages.MatchRequest` (kind ``access``):
 2. refresh the in-memory gallery and door policies when
    ``facegate:gallery:version`` changed (one GET per request otherwise);
 3. read the probe encodings the encoder left in Redis;
-4. :func:`facegate.core.policy.decide` -> verdict;
+4. :func:`facegate.core.policy.decide` -> verdict (``FACEGATE_TIMEZONE``: schedules' zone);
 5. build the :class:`~facegate.core.messages.DoorEvent`, sign it with the
    door's Ed25519 key (derived from ``FACEGATE_SIGNING_SECRET`` and the
    door's key version, :mod:`facegate.core.signing`) together with its
@@ -28,9 +28,9 @@ matcher's approaches are closed by the others. How the store gives each
 door event its stream id and signature: :mod:`facegate.adapters.recording`.
 
 Safe by default: any exception in steps 2-4 (corrupt data, a bug) becomes
-``DENY internal_error``, which is still recorded and published, so the door
-hears an answer. Transient errors (Redis unavailable) propagate so the Celery
-task retries; when its retries are spent the task calls :meth:`deny`.
+``DENY internal_error``, still recorded and published: the door hears an answer.
+Transient errors (Redis unavailable) propagate so the Celery task retries;
+when its retries are spent the task calls :meth:`deny`.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from facegate.core.matching import Gallery
 from facegate.core.messages import DoorEvent, MatchRequest, Reason, UploadKind
 from facegate.core.policy import (
     DoorPolicy,
+    GroupsOf,
     Verdict,
     allowed_template_counts,
     approach_start,
@@ -97,6 +98,7 @@ class MatcherService:
         self._key_versions: dict[str, int] = {}
         self._signers: dict[tuple[str, int], DoorSigner] = {}
         self._thresholds: dict[tuple[str, str], float] = {}
+        self._groups_of: GroupsOf = store.groups_of
 
     # --- cached state -----------------------------------------------------------
 
@@ -152,9 +154,11 @@ class MatcherService:
             cached = self._thresholds.get(key)
         if cached is not None:
             return cached
-        value = door_threshold(policy, gallery, default_threshold=self.settings.threshold)
+        value = door_threshold(
+            policy, gallery, default_threshold=self.settings.threshold, groups_of=self._groups_of
+        )
         if policy.calibrated:
-            counts = allowed_template_counts(policy, gallery)
+            counts = allowed_template_counts(policy, gallery, self._groups_of)
             log.info(
                 "door %s: threshold %.4f calibrated for %d people (%d templates), "
                 "%d frame(s) per approach, %g strangers per approach",
@@ -230,6 +234,8 @@ class MatcherService:
             deadline_s=self.settings.deadline_s,
             threshold=threshold,
             clock_skew_s=self.settings.clock_skew_s,
+            tz=self.settings.zone,
+            groups_of=self._groups_of,
         )
 
     def handle(self, request: MatchRequest) -> Outcome:
@@ -253,8 +259,7 @@ class MatcherService:
         return self._publish(request, verdict, stamps)
 
     def deny(self, request: MatchRequest, reason: Reason = Reason.INTERNAL_ERROR) -> Outcome:
-        """Record a DENY for ``request`` without deciding (an undecodable
-        message, retries spent); nothing when it names no door."""
+        """Record a DENY without deciding (undecodable, retries spent); nothing without a door."""
         if request.door is None:
             log.warning("cannot deny upload %s: no door", request.upload_id)
             return Outcome(None, False)
@@ -270,8 +275,7 @@ class MatcherService:
         approach: str | None = None,
     ) -> tuple[DoorEvent, float]:
         """The event of a verdict, to be signed as it is recorded: ``(event, now)``."""
-        now = self.clock()
-        stamps["matched"] = now
+        stamps["matched"] = now = self.clock()
         stamps["published"] = self.clock()
         event = DoorEvent(
             id=new_upload_id(),

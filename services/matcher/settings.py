@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, field_validator
 
 from facegate.core.calibration import DEFAULT_MARGIN
+from facegate.core.errors import BadMessageError
+from facegate.core.schedule import zone
 from facegate.runtime.settings import CommonSettings
 
 
@@ -24,6 +28,24 @@ class MatcherSettings(CommonSettings):
         description="an approach's frames count this long after its first upload; "
         "then it gets one DENY unless a frame passed",
     )
+
+    timezone: str = Field(
+        "UTC",
+        description="the building's time zone (zoneinfo name): the wall clock of door schedules",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zone(value)
+        except BadMessageError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return zone(self.timezone)
 
 
 __all__ = ["MatcherSettings"]

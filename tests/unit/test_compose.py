@@ -458,7 +458,7 @@ def test_ingest_health_check_and_ports(services: dict[str, dict[str, Any]]) -> N
     ingest = services["ingest"]
     port = env_of(ingest)["FACEGATE_INGEST_PORT"]
     check = " ".join(ingest["healthcheck"]["test"])
-    assert f"http://127.0.0.1:{port}/healthz" in check
+    assert f"http://127.0.0.1:{port}/readyz" in check  # readiness: Redis and S3 answer
     assert any(p.endswith(f":{port}") for p in ingest["ports"])
 
 

@@ -340,8 +340,10 @@ def test_reconcile_sends_a_direct_upload_whose_enqueue_never_happened(world: Wor
     assert [r.badge for r in world.sender.sent] == ["bob"]
 
 
-def test_health(world: World) -> None:
-    assert world.app.health()["status"] == "ok"
+def test_health_is_liveness_and_ready_needs_redis(world: World) -> None:
+    """/healthz (liveness) touches no backend; /readyz needs Redis and the store."""
+    assert world.app.ready()["status"] == "ready"
     world.claims.available = False
+    assert world.app.health()["status"] == "ok"
     with pytest.raises(RedisUnavailableError):
-        world.app.health()
+        world.app.ready()

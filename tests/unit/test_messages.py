@@ -95,6 +95,7 @@ def test_enums_are_str_enums_with_design_values() -> None:
         "timeout",
         "internal_error",
         "unclaimed",
+        "outside_schedule",
     ]
     assert Decision.DENY == "DENY"
     assert UploadKind("enroll") is UploadKind.ENROLL

@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from facegate.adapters.memory_approaches import MemoryApproaches
 from facegate.adapters.memory_claims import MemoryIngestState
+from facegate.adapters.memory_groups import MemoryGroups
 from facegate.adapters.recording import ALREADY, RECORDED, TAKEN
 from facegate.adapters.store import (
     DEFAULT_DECISION_TTL_S,
@@ -50,7 +51,7 @@ from facegate.core.messages import DoorEvent
 from facegate.core.policy import DoorPolicy
 
 
-class MemoryStore(MemoryIngestState, MemoryApproaches):
+class MemoryStore(MemoryIngestState, MemoryApproaches, MemoryGroups):
     """Every store interface in one process's memory (the approaches' part
     in :mod:`facegate.adapters.memory_approaches`, claims and the
     reconciler's state in :mod:`facegate.adapters.memory_claims`)."""
@@ -74,6 +75,7 @@ class MemoryStore(MemoryIngestState, MemoryApproaches):
         self._version = 0
         self._people: dict[str, tuple[str, dict[str, F32]]] = {}
         self._doors: dict[str, DoorPolicy] = {}
+        self._groups: dict[str, set[str]] = {}
         self._key_versions: dict[str, int] = {}
         self._streams: dict[str, list[StreamEntry]] = {}
         self._last_ids: dict[str, str] = {}
@@ -182,6 +184,7 @@ class MemoryStore(MemoryIngestState, MemoryApproaches):
         with self._cond:
             self._check()
             self._version += 1
+            self._drop_memberships(person)
             return self._people.pop(person, None) is not None
 
     def people(self) -> list[str]:

@@ -47,6 +47,7 @@ from facegate.adapters.redis_codec import (
     translated,
 )
 from facegate.adapters.redis_events import RedisDoorEvents
+from facegate.adapters.redis_groups import RedisGroups
 from facegate.adapters.store import (
     DEFAULT_DECISION_TTL_S,
     Claim,
@@ -62,7 +63,7 @@ from facegate.core.policy import DoorPolicy
 log = logging.getLogger(__name__)
 
 
-class RedisStore(RedisIngestState, RedisDoorEvents, RedisApproaches):
+class RedisStore(RedisIngestState, RedisDoorEvents, RedisApproaches, RedisGroups):
     """All of facegate's Redis state, behind one small interface (the
     decisions, streams and key versions are :class:`RedisDoorEvents`, the
     approaches' part is in :mod:`facegate.adapters.redis_approaches`;
@@ -88,6 +89,7 @@ class RedisStore(RedisIngestState, RedisDoorEvents, RedisApproaches):
         self._record = client.register_script(RECORD_LUA)
         self._rotate_key = client.register_script(ROTATE_KEY_LUA)
         self._register_ingest_scripts()
+        self._register_group_scripts()
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStore:
@@ -189,7 +191,9 @@ class RedisStore(RedisIngestState, RedisDoorEvents, RedisApproaches):
         return ids
 
     def remove_person(self, person: str) -> bool:
-        """Revoke ``person`` (all templates); ``False`` when not enrolled."""
+        """Revoke ``person`` (all templates, every group membership);
+        ``False`` when not enrolled."""
+        self._drop_memberships(person)
         with translated("remove_person"):
             pipe = self.client.pipeline(transaction=True)
             pipe.delete(keys.person_key(person))

@@ -10,6 +10,7 @@ Each service depends only on the part it uses::
     ProbeStore      encoder writes, matcher reads the faces of an upload
     GalleryStore    people and their templates, with a version counter
     DoorStore       door policies
+    GroupStore      access groups and their members
     ClaimStore      the badge bound to an upload's object key (ingest)
     ReconcileStore  pending marks, the reconciler's lease and cursor (ingest)
     DecisionStore   the exactly-once decision, the door and audit streams
@@ -195,6 +196,28 @@ class DoorStore(Protocol):
         gallery version so that matchers sign with it from their next upload."""
 
 
+class GroupStore(Protocol):
+    """Access groups (``facegate.core.access``): each change bumps the gallery version."""
+
+    def add_group(self, group: str) -> bool:
+        """Create a group; ``False`` when it existed."""
+
+    def delete_group(self, group: str) -> bool:
+        """Remove a group and its memberships; ``False`` when unknown."""
+
+    def list_groups(self) -> list[str]: ...
+
+    def group_members(self, group: str) -> list[str]: ...
+
+    def add_member(self, group: str, person: str) -> bool:
+        """BadMessageError for an unknown group; ``False`` when already a member."""
+
+    def remove_member(self, group: str, person: str) -> bool: ...
+
+    def groups_of(self, person: str) -> list[str]:
+        """The person's groups (``remove_person`` drops them all)."""
+
+
 class ClaimStore(Protocol):
     def ping(self) -> bool: ...
 
@@ -281,7 +304,9 @@ class ReplyStore(Protocol):
     def wait_reply(self, upload_id: str, timeout_s: float) -> bytes | None: ...
 
 
-class MatcherStore(ProbeStore, GalleryStore, DoorStore, DecisionStore, ApproachStore, Protocol):
+class MatcherStore(
+    ProbeStore, GalleryStore, DoorStore, GroupStore, DecisionStore, ApproachStore, Protocol
+):
     """What the matcher reads and writes."""
 
 
@@ -304,6 +329,7 @@ class Store(
     ProbeStore,
     GalleryStore,
     DoorStore,
+    GroupStore,
     ClaimStore,
     ReconcileStore,
     DecisionStore,
@@ -327,6 +353,7 @@ __all__ = [
     "FrameRecorded",
     "FrameStatus",
     "GalleryStore",
+    "GroupStore",
     "IngestStore",
     "MatcherStore",
     "Probe",

@@ -35,10 +35,12 @@ from facegate.adapters.replies import parse_reply
 from facegate.adapters.store import Store
 from facegate.clients.camera import CONTENT_TYPES
 from facegate.core import keys
+from facegate.core.access import AccessRule, RuleKind, with_rule, without
 from facegate.core.enrolment import likely_mixups
 from facegate.core.errors import BadMessageError, EnrolmentError, NoAnswerError, UnknownDoorError
 from facegate.core.messages import EncodeRequest, UploadKind
 from facegate.core.policy import DoorPolicy
+from facegate.core.schedule import Schedule
 from facegate.runtime.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -114,9 +116,42 @@ class Admin:
         self.store.set_door(updated)
         return updated
 
-    def disallow(self, door: str, people: Sequence[str]) -> DoorPolicy:
+    def disallow(
+        self, door: str, people: Sequence[str], groups: Sequence[str] = ()
+    ) -> DoorPolicy:
+        """Take people (from ``allowed`` and their rules) and groups off a door."""
         policy = self.door(door)
-        updated = replace(policy, allowed=policy.allowed - frozenset(people))
+        rules = policy.rules
+        for person in people:
+            rules = without(rules, RuleKind.PERSON, person)
+        for group in groups:
+            rules = without(rules, RuleKind.GROUP, group)
+        updated = replace(policy, allowed=policy.allowed - frozenset(people), rules=rules)
+        self.store.set_door(updated)
+        return updated
+
+    def allow_rule(
+        self, door: str, kind: RuleKind, name: str, schedule: str | None = None
+    ) -> DoorPolicy:
+        """Let a person or a group in at a door, at any time (``schedule``
+        ``None``) or within weekly windows (``'mon-fri 07:00-19:00'``, see
+        :mod:`facegate.core.schedule`). Replaces what the door said about
+        them before: a person with a schedule leaves ``allowed``; a person
+        without one goes (back) to ``allowed``."""
+        policy = self.door(door)
+        when = None if schedule is None else Schedule.parse(schedule)
+        rule = AccessRule(RuleKind(kind), name, when)
+        if rule.kind is RuleKind.GROUP:
+            if name not in self.store.list_groups():
+                raise BadMessageError(f"no group {name!r} (facegate groups add {name})")
+            updated = replace(policy, rules=with_rule(policy.rules, rule))
+        elif when is None:
+            rules = without(policy.rules, RuleKind.PERSON, name)
+            updated = replace(policy, allowed=policy.allowed | {name}, rules=rules)
+        else:
+            updated = replace(
+                policy, allowed=policy.allowed - {name}, rules=with_rule(policy.rules, rule)
+            )
         self.store.set_door(updated)
         return updated
 
@@ -220,7 +255,8 @@ class Admin:
     # --- revocation ------------------------------------------------------------------------
 
     def revoke(self, person: str) -> RevokeResult:
-        """Erase ``person`` everywhere (templates, photos, snapshots, doors)."""
+        """Erase ``person`` everywhere (templates, group memberships, photos,
+        snapshots, doors' allowed lists and rules)."""
         keys.check_person(person)
         was = self.store.remove_person(person)
         photos = self.objects.delete_prefix(f"{keys.ENROLL_PREFIX}{person}/")
@@ -232,8 +268,9 @@ class Admin:
         doors = []
         for door in self.store.list_doors():
             policy = self.store.get_door(door)
-            if policy is not None and person in policy.allowed:
-                self.store.set_door(replace(policy, allowed=policy.allowed - {person}))
+            rules = () if policy is None else without(policy.rules, RuleKind.PERSON, person)
+            if policy is not None and (person in policy.allowed or rules != policy.rules):
+                self.store.set_door(replace(policy, allowed=policy.allowed - {person}, rules=rules))
                 doors.append(door)
         return RevokeResult(person, was, photos, snapshots, doors)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from facegate.core.access import GroupsOf, ever_admitted
 from facegate.core.calibration import (
     MIN_RESIDENT_RATE,
     DistanceModel,
@@ -64,10 +65,14 @@ class DoorReport:
         return None
 
 
-def _allowed(policy: DoorPolicy, people: Mapping[str, npt.NDArray[np.float32]]) -> list[str]:
+def _allowed(
+    policy: DoorPolicy,
+    people: Mapping[str, npt.NDArray[np.float32]],
+    groups_of: GroupsOf | None = None,
+) -> list[str]:
     if EVERYONE in policy.allowed:
         return sorted(people)
-    return sorted(p for p in policy.allowed if p in people)
+    return sorted(p for p in people if ever_admitted(policy.allowed, policy.rules, p, groups_of))
 
 
 def door_report(
@@ -76,10 +81,12 @@ def door_report(
     *,
     default_threshold: float = 0.6,
     model: DistanceModel | None = None,
+    groups_of: GroupsOf | None = None,
 ) -> DoorReport:
-    """The report of ``policy``'s door with ``people`` ``{name: (k, d)}`` enrolled."""
+    """The report of ``policy``'s door with ``people`` ``{name: (k, d)}``
+    enrolled (``groups_of``: memberships, for doors with group rules)."""
     model = model or default_model()
-    names = _allowed(policy, people)
+    names = _allowed(policy, people, groups_of)
     counts = [int(np.atleast_2d(people[n]).shape[0]) for n in names]
     typical = int(np.median(counts)) if counts else 1
     if policy.threshold is not None:

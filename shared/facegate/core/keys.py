@@ -30,6 +30,9 @@ GALLERY_VERSION = f"{PREFIX}:gallery:version"
 DOORS = f"{PREFIX}:doors"
 """Set of configured door ids."""
 
+GROUPS = f"{PREFIX}:groups"
+"""Set of access group names."""
+
 AUDIT_STREAM = f"{PREFIX}:audit"
 """Stream of every decision (signed events)."""
 
@@ -133,6 +136,23 @@ def person_key(person: str) -> str:
     return f"{PREFIX}:person:{check_person(person)}"
 
 
+def group_key(group: str) -> str:
+    """Set: the people in an access group."""
+    return f"{PREFIX}:group:{check_name(group, 'group')}"
+
+
+def person_groups_key(person: str) -> str:
+    """Set: the access groups a person is in (the reverse of :func:`group_key`)."""
+    return f"{PREFIX}:groups_of:{check_person(person)}"
+
+
+def check_name(value: str, what: str) -> str:
+    """``value`` when it is a valid [A-Za-z0-9_-]{1,64} id, else BadMessageError."""
+    if not (isinstance(value, str) and is_name(value)):
+        raise BadMessageError(f"invalid {what} name {value!r}: use [A-Za-z0-9_-]{{1,64}}")
+    return value
+
+
 def door_config_key(door: str) -> str:
     """Hash: a door's policy (``mode``, ``allowed``, ``threshold``, ``margin``)."""
     return f"{PREFIX}:door:{check_door(door)}"
@@ -225,6 +245,7 @@ __all__ = [
     "DOORS",
     "ENROLL_PREFIX",
     "GALLERY_VERSION",
+    "GROUPS",
     "IMAGE_CONTENT_TYPES",
     "IMAGE_EXTENSIONS",
     "PEOPLE",
@@ -236,6 +257,7 @@ __all__ = [
     "check_camera",
     "check_door",
     "check_ext",
+    "check_name",
     "check_person",
     "check_upload_id",
     "claim_key",
@@ -245,10 +267,12 @@ __all__ = [
     "door_key_version_key",
     "door_stream",
     "enroll_object_key",
+    "group_key",
     "new_upload_id",
     "parse_enroll_key",
     "parse_upload_key",
     "pending_key",
+    "person_groups_key",
     "person_key",
     "probe_key",
     "reply_key",

@@ -80,6 +80,8 @@ class Reason(StrEnum):
     UNCLAIMED = "unclaimed"
     """The object was not made through a presigned URL or a direct upload of
     ingest (no claim bound to its key): never opens, whatever the face."""
+    OUTSIDE_SCHEDULE = "outside_schedule"
+    """Allowed here only within weekly windows (a rule's schedule), none open now."""
 
     @classmethod
     def from_error(cls, exc: BaseException) -> Reason:

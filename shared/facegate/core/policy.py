@@ -39,7 +39,11 @@ request, the probe encodings, the gallery, the time) and returns a
    - the identified person is not allowed here -> ``DENY not_allowed_here``;
    - otherwise ``OPEN granted``.
 
-``allowed`` may contain ``"*"``: everyone enrolled is allowed. A distance is
+"Allowed" is :func:`facegate.core.access.admission`: ``allowed`` (any time;
+``"*"``: everyone enrolled) or an access ``rule`` naming the person or one of
+their groups, within its weekly windows if it has some; a person whom only
+rules with closed windows name -> ``DENY outside_schedule`` (in place of
+``not_allowed_here``, same step). A distance is
 "under the threshold" when ``distance < threshold`` (as in
 :mod:`facegate.core.matching`).
 
@@ -73,17 +77,26 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
+from facegate.core.access import (
+    EVERYONE,
+    AccessRule,
+    GroupsOf,
+    admission,
+    ever_admitted,
+    rules_from_text,
+    rules_to_text,
+)
 from facegate.core.calibration import DEFAULT_STRANGER_RATE, identify_threshold
 from facegate.core.errors import BadMessageError
 from facegate.core.matching import Gallery, identify, verify
 from facegate.core.messages import Decision, MatchRequest, Reason, is_name, is_person
 
-EVERYONE = "*"
-"""In ``allowed``: every enrolled person may pass."""
+UTC = ZoneInfo("UTC")
 
 WRITTEN_STAMP = "uploaded"
 """The stamp holding when the object store wrote the upload (unix seconds)."""
@@ -108,7 +121,8 @@ class DoorPolicy:
     without one gets the matcher's default). ``stranger_rate``: the share
     of strangers' approaches a calibrated identify door may let in;
     ``frames``: the frames a camera sends per approach (each one is a try
-    for an impostor too, so the threshold is for the approach)."""
+    for an impostor too, so the threshold is for the approach); ``rules``:
+    people and groups allowed, each at any time or on a weekly schedule."""
 
     door: str
     mode: DoorMode
@@ -117,8 +131,10 @@ class DoorPolicy:
     margin: float = 0.0
     stranger_rate: float = DEFAULT_STRANGER_RATE
     frames: int = 1
+    rules: tuple[AccessRule, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "rules", tuple(self.rules))
         if not is_name(self.door):
             raise BadMessageError(f"invalid door id {self.door!r}")
         object.__setattr__(self, "mode", DoorMode(self.mode))
@@ -143,7 +159,14 @@ class DoorPolicy:
         return self.mode is DoorMode.IDENTIFY and self.threshold is None
 
     def allows(self, person: str) -> bool:
+        """In ``allowed`` (at any time, without looking at rules)."""
         return EVERYONE in self.allowed or person in self.allowed
+
+    def admission(
+        self, person: str, now: float, tz: ZoneInfo = UTC, groups_of: GroupsOf | None = None
+    ) -> Reason | None:
+        """``None`` when ``person`` may pass at ``now``, else the reason to deny."""
+        return admission(self.allowed, self.rules, person, now, tz, groups_of)
 
     def to_fields(self) -> dict[str, str]:
         """The Redis hash fields of ``facegate:door:<door>`` (no
@@ -157,6 +180,8 @@ class DoorPolicy:
         }
         if self.threshold is not None:
             fields["threshold"] = repr(float(self.threshold))
+        if self.rules:
+            fields["rules"] = rules_to_text(self.rules)
         return fields
 
     @classmethod
@@ -184,9 +209,10 @@ class DoorPolicy:
             margin = float(fields["margin"]) if "margin" in fields else default_margin
             rate = float(fields.get("stranger_rate", DEFAULT_STRANGER_RATE))
             frames = int(fields.get("frames", "1"))
-        except (ValueError, TypeError) as exc:
+            rules = rules_from_text(fields["rules"]) if "rules" in fields else ()
+        except (ValueError, TypeError) as exc:  # BadMessageError is a ValueError too
             raise BadMessageError(f"door {door}: malformed policy ({exc})") from exc
-        return cls(door, mode, frozenset(allowed), threshold, margin, rate, frames)
+        return cls(door, mode, frozenset(allowed), threshold, margin, rate, frames, rules)
 
 
 @dataclass(frozen=True)
@@ -217,16 +243,26 @@ class Verdict:
         return self.decision is Decision.OPEN
 
 
-def allowed_template_counts(policy: DoorPolicy, gallery: Gallery) -> list[int]:
-    """Templates of each enrolled person the door lets in."""
+def allowed_template_counts(
+    policy: DoorPolicy, gallery: Gallery, groups_of: GroupsOf | None = None
+) -> list[int]:
+    """Templates of each enrolled person the door lets in at some time."""
     counts = gallery.counts
     if EVERYONE in policy.allowed:
         return [int(c) for c in counts]
-    return [int(counts[i]) for i, name in enumerate(gallery.people) if name in policy.allowed]
+    return [
+        int(counts[i])
+        for i, name in enumerate(gallery.people)
+        if ever_admitted(policy.allowed, policy.rules, name, groups_of)
+    ]
 
 
 def door_threshold(
-    policy: DoorPolicy, gallery: Gallery, *, default_threshold: float = 0.6
+    policy: DoorPolicy,
+    gallery: Gallery,
+    *,
+    default_threshold: float = 0.6,
+    groups_of: GroupsOf | None = None,
 ) -> float:
     """The threshold in force at ``policy``'s door with this gallery: the
     fixed one, or the calibrated one (identify doors without a fixed one)."""
@@ -235,7 +271,7 @@ def door_threshold(
     if policy.mode is DoorMode.VERIFY:
         return default_threshold
     return identify_threshold(
-        allowed_template_counts(policy, gallery),
+        allowed_template_counts(policy, gallery, groups_of),
         frames=policy.frames,
         target=policy.stranger_rate,
     )
@@ -280,6 +316,8 @@ def decide(
     deadline_s: float | None = None,
     threshold: float | None = None,
     clock_skew_s: float = 0.0,
+    tz: ZoneInfo = UTC,
+    groups_of: GroupsOf | None = None,
 ) -> Verdict:
     """The verdict for one upload (see the module docstring for the rules).
 
@@ -288,6 +326,8 @@ def decide(
     agree). ``deadline_s=None`` disables the freshness rules. ``threshold``:
     the door's threshold when the caller has it already (the matcher
     caches :func:`door_threshold` per gallery version); computed otherwise.
+    ``tz``: the zone of the doors' schedules; ``groups_of``: a person's
+    groups (asked only when a group rule could decide).
     """
     if policy is None:
         return Verdict.deny(Reason.UNKNOWN_DOOR)
@@ -319,8 +359,9 @@ def decide(
         badge = request.badge
         if badge is None or badge not in gallery:
             return Verdict.deny(Reason.UNKNOWN_PERSON, person=badge)
-        if not policy.allows(badge):
-            return Verdict.deny(Reason.NOT_ALLOWED_HERE, person=badge)
+        refused = policy.admission(badge, now, tz, groups_of)
+        if refused is not None:
+            return Verdict.deny(refused, person=badge)
         limit = threshold if threshold is not None else door_threshold(policy, gallery)
         result = verify(face, gallery.templates_of(badge), limit)
         if not result.matched:
@@ -329,12 +370,14 @@ def decide(
 
     if len(gallery) == 0:
         return Verdict.deny(Reason.UNKNOWN_PERSON)
-    limit = threshold if threshold is not None else door_threshold(policy, gallery)
-    found = identify(face, gallery, limit, margin=policy.margin)
+    if threshold is None:
+        threshold = door_threshold(policy, gallery, groups_of=groups_of)
+    found = identify(face, gallery, threshold, margin=policy.margin)
     if not found.matched or found.person is None:
         return Verdict.deny(Reason.UNKNOWN_PERSON, distance=found.distance)
-    if not policy.allows(found.person):
-        return Verdict.deny(Reason.NOT_ALLOWED_HERE, person=found.person, distance=found.distance)
+    refused = policy.admission(found.person, now, tz, groups_of)
+    if refused is not None:
+        return Verdict.deny(refused, person=found.person, distance=found.distance)
     return Verdict(Decision.OPEN, Reason.GRANTED, found.person, found.distance)
 
 
@@ -344,6 +387,7 @@ __all__ = [
     "WRITTEN_STAMP",
     "DoorMode",
     "DoorPolicy",
+    "GroupsOf",
     "Verdict",
     "allowed_template_counts",
     "approach_start",

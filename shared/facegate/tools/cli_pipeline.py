@@ -20,7 +20,7 @@ from typing import Any
 
 from facegate.core.calibration import DEFAULT_MARGIN, DEFAULT_STRANGER_RATE
 from facegate.core.errors import ConfigError
-from facegate.tools import cli_lock
+from facegate.tools import cli_groups, cli_lock
 from facegate.tools.cli_context import context as _ctx
 from facegate.tools.cli_report import doors_list_lines, enrol_advice
 
@@ -59,14 +59,6 @@ def cmd_doors_add(args: argparse.Namespace) -> int:
 def cmd_doors_list(args: argparse.Namespace) -> int:
     ctx = _ctx()
     print("\n".join(doors_list_lines(ctx.store, ctx.env)))
-    return 0
-
-
-def cmd_doors_change(args: argparse.Namespace) -> int:
-    admin = _ctx().admin()
-    change = admin.allow if args.doors_command == "allow" else admin.disallow
-    policy = change(args.door, args.people)
-    print(f"door {policy.door}: allowed {', '.join(sorted(policy.allowed)) or '-'}")
     return 0
 
 
@@ -178,11 +170,7 @@ def register(sub: Any) -> None:
     dsub.add_parser(
         "list", help="list doors: threshold, strangers and residents let in"
     ).set_defaults(handler=cmd_doors_list)
-    for name, text in (("allow", "allow people at a door"), ("disallow", "remove people")):
-        p = dsub.add_parser(name, help=text)
-        p.add_argument("door")
-        p.add_argument("people", nargs="+", metavar="NAME")
-        p.set_defaults(handler=cmd_doors_change)
+    cli_groups.register_door_commands(dsub)
     rm = dsub.add_parser("remove", help="delete a door")
     rm.add_argument("door")
     rm.set_defaults(handler=cmd_doors_remove)
@@ -208,3 +196,4 @@ def register(sub: Any) -> None:
     log.set_defaults(handler=cmd_log)
 
     cli_lock.register(sub)
+    cli_groups.register(sub)

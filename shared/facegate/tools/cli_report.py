@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from facegate.core.access import ever_admitted
 from facegate.core.door_report import DoorReport, door_report, one_more_photo
 from facegate.core.policy import DoorMode, DoorPolicy
 
@@ -41,6 +42,8 @@ def report_lines(policy: DoorPolicy, report: DoorReport) -> list[str]:
         f"    residents let in: about {_pct(report.resident_rate)} per frame "
         f"({report.resident_source})",
     ]
+    if policy.rules:
+        lines += [f"    rule: {rule}" for rule in policy.rules]
     if report.warning:
         lines.append(f"    WARNING: {report.warning}")
     return lines
@@ -57,7 +60,10 @@ def doors_list_lines(store: Any, env: dict[str, str]) -> list[str]:
     for door in doors:
         policy = store.get_door(door, default_threshold=default)
         if policy is not None:
-            lines += report_lines(policy, door_report(policy, people, default_threshold=default))
+            report = door_report(
+                policy, people, default_threshold=default, groups_of=store.groups_of
+            )
+            lines += report_lines(policy, report)
     return lines
 
 
@@ -84,7 +90,9 @@ def enrol_advice(store: Any, person: str, env: dict[str, str]) -> list[str]:
     lines = []
     for door in store.list_doors():
         policy = store.get_door(door, default_threshold=default)
-        if policy is None or not policy.allows(person):
+        if policy is None or not ever_admitted(
+            policy.allowed, policy.rules, person, store.groups_of
+        ):
             continue
         have, now, more = one_more_photo(policy, people, person, default_threshold=default)
         lines.append(

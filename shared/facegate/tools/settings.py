@@ -24,6 +24,9 @@ class ToolSettings(Settings):
     bench_smoke_base_port: int = Field(
         27410, ge=1024, le=65000, description="the e2e benchmark smoke test's ports"
     )
+    schemathesis_examples: int = Field(
+        30, ge=1, le=10000, description="test cases per operation of the schemathesis run"
+    )
 
 
 __all__ = ["ToolSettings"]

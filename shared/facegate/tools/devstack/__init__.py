@@ -34,7 +34,7 @@ Services, in start order (stop is the reverse):
   posts the creations under ``uploads/`` to ingest's ``/v1/events`` with the
   webhook token as a bearer header (``notification.toml``). Ready when the
   S3 API lists buckets and the uploads bucket exists.
-- ``ingest``: ``python -m services.ingest``; ready when ``GET /healthz`` is 200.
+- ``ingest``: ``python -m services.ingest``; ready when ``GET /readyz`` is 200.
 - ``encoder`` (``encoders`` processes) and ``matcher`` (``matchers``):
   ``python -m services.<name> --ready-file run/<name>.ready``; ready when the
   file appears.

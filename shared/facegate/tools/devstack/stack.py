@@ -183,7 +183,7 @@ class Stack:
                 [sys.executable, "-m", "services.ingest"],
                 ROOT,
                 "services.ingest",
-                lambda: _http_ok(f"{cfg.ingest_url}/healthz"),
+                lambda: _http_ok(f"{cfg.ingest_url}/readyz"),
                 env=self._python_env(),
             )
         service = name.split("-", 1)[0]
