@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Final, Protocol
 
 import numpy as np
@@ -55,6 +56,42 @@ DEFAULT_DECISION_TTL_S: Final = 86_400
 
 StreamEntry = tuple[str, bytes]
 """``(stream id, signed wire event)``."""
+
+DEFAULT_CHANGES_MAXLEN: Final = 10_000  # change records kept (about); further behind: reload
+
+
+class ChangeKind(StrEnum):
+    """``person``: enrolled or revoked (erased); ``door``: policy set or
+    deleted, signing key rotated."""
+
+    PERSON = "person"
+    DOOR = "door"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change record: the write that moved the gallery version to ``version``."""
+
+    version: int
+    kind: ChangeKind
+    name: str
+
+
+@dataclass(frozen=True)
+class GalleryChanges:
+    """What :meth:`GalleryStore.gallery_changes` read (in one transaction):
+    the version then, and the records after the asked one, oldest first."""
+
+    version: int
+    changes: tuple[Change, ...]
+
+
+@dataclass(frozen=True)
+class StoredPerson:
+    """One person's templates as stored (all of one model)."""
+
+    model_id: str
+    templates: F32
 
 
 @dataclass(frozen=True)
@@ -160,8 +197,20 @@ class ProbeStore(Protocol):
 
 
 class GalleryStore(Protocol):
+    """Each write appends its change record (:class:`Change`, the new
+    version) atomically with it: no write without a record, no gaps. The
+    record stream is capped (about ``DEFAULT_CHANGES_MAXLEN``)."""
+
     def gallery_version(self) -> int:
         """A counter that moves on every enrol, revoke and door change."""
+
+    def gallery_changes(self, after: int, limit: int = 1000) -> GalleryChanges:
+        """The version and the records after ``after`` (oldest first, at
+        most ``limit``). A reader whose next record is missing (trimmed, or
+        the version behind ``after``) must reload everything."""
+
+    def stored_people(self, people: Sequence[str]) -> dict[str, StoredPerson | None]:
+        """Each one's current templates (``None``: not enrolled)."""
 
     def add_templates(self, person: str, encodings: npt.ArrayLike, model_id: str) -> list[str]:
         """Add templates ``(k, d)``; the new template ids."""
@@ -315,10 +364,13 @@ class Store(
 
 
 __all__ = [
+    "DEFAULT_CHANGES_MAXLEN",
     "DEFAULT_DECISION_TTL_S",
     "RECORD_ATTEMPTS",
     "ApproachState",
     "ApproachStore",
+    "Change",
+    "ChangeKind",
     "Claim",
     "ClaimStore",
     "DecisionStore",
@@ -326,6 +378,7 @@ __all__ = [
     "EncoderStore",
     "FrameRecorded",
     "FrameStatus",
+    "GalleryChanges",
     "GalleryStore",
     "IngestStore",
     "MatcherStore",
@@ -336,6 +389,7 @@ __all__ = [
     "ReplyStore",
     "Signer",
     "Store",
+    "StoredPerson",
     "StreamEntry",
     "as_rows",
     "check_same_model",

@@ -79,8 +79,12 @@ import numpy.typing as npt
 
 from facegate.core.calibration import DEFAULT_STRANGER_RATE, identify_threshold
 from facegate.core.errors import BadMessageError
-from facegate.core.matching import Gallery, identify, verify
+from facegate.core.live_gallery import LiveGallery
+from facegate.core.matching import Gallery, IdentifyResult, identify, verify
 from facegate.core.messages import Decision, MatchRequest, Reason, is_name, is_person
+
+AnyGallery = Gallery | LiveGallery
+"""What a verdict is decided against: an immutable gallery, or the matcher's live one."""
 
 EVERYONE = "*"
 """In ``allowed``: every enrolled person may pass."""
@@ -217,16 +221,29 @@ class Verdict:
         return self.decision is Decision.OPEN
 
 
-def allowed_template_counts(policy: DoorPolicy, gallery: Gallery) -> list[int]:
+def allowed_template_counts(policy: DoorPolicy, gallery: AnyGallery) -> list[int]:
     """Templates of each enrolled person the door lets in."""
+    if isinstance(gallery, LiveGallery):
+        names = gallery.people if EVERYONE in policy.allowed else policy.allowed
+        return [c for c in map(gallery.count_of, names) if c]
     counts = gallery.counts
     if EVERYONE in policy.allowed:
         return [int(c) for c in counts]
     return [int(counts[i]) for i, name in enumerate(gallery.people) if name in policy.allowed]
 
 
+def allowed_template_total(policy: DoorPolicy, gallery: AnyGallery) -> int:
+    """Templates of everyone the door lets in (O(1) for an everyone-door
+    of a live gallery, O(allowed people) otherwise)."""
+    if isinstance(gallery, LiveGallery):
+        if EVERYONE in policy.allowed:
+            return gallery.template_count
+        return gallery.templates_total(policy.allowed)
+    return sum(allowed_template_counts(policy, gallery))
+
+
 def door_threshold(
-    policy: DoorPolicy, gallery: Gallery, *, default_threshold: float = 0.6
+    policy: DoorPolicy, gallery: AnyGallery, *, default_threshold: float = 0.6
 ) -> float:
     """The threshold in force at ``policy``'s door with this gallery: the
     fixed one, or the calibrated one (identify doors without a fixed one)."""
@@ -235,7 +252,8 @@ def door_threshold(
     if policy.mode is DoorMode.VERIFY:
         return default_threshold
     return identify_threshold(
-        allowed_template_counts(policy, gallery),
+        allowed_template_total(policy, gallery),
+        people=1,
         frames=policy.frames,
         target=policy.stranger_rate,
     )
@@ -274,7 +292,7 @@ def decide(
     policy: DoorPolicy | None,
     request: MatchRequest,
     probe: npt.ArrayLike,
-    gallery: Gallery,
+    gallery: AnyGallery,
     now: float,
     *,
     deadline_s: float | None = None,
@@ -330,7 +348,7 @@ def decide(
     if len(gallery) == 0:
         return Verdict.deny(Reason.UNKNOWN_PERSON)
     limit = threshold if threshold is not None else door_threshold(policy, gallery)
-    found = identify(face, gallery, limit, margin=policy.margin)
+    found = _identify(face, gallery, limit, policy.margin)
     if not found.matched or found.person is None:
         return Verdict.deny(Reason.UNKNOWN_PERSON, distance=found.distance)
     if not policy.allows(found.person):
@@ -338,14 +356,24 @@ def decide(
     return Verdict(Decision.OPEN, Reason.GRANTED, found.person, found.distance)
 
 
+def _identify(
+    face: npt.ArrayLike, gallery: AnyGallery, limit: float, margin: float
+) -> IdentifyResult:
+    if isinstance(gallery, LiveGallery):
+        return gallery.identify(face, limit, margin=margin)
+    return identify(face, gallery, limit, margin=margin)
+
+
 __all__ = [
     "EVERYONE",
     "MAX_FRAMES",
     "WRITTEN_STAMP",
+    "AnyGallery",
     "DoorMode",
     "DoorPolicy",
     "Verdict",
     "allowed_template_counts",
+    "allowed_template_total",
     "approach_start",
     "decide",
     "door_threshold",
