@@ -135,7 +135,7 @@ class GalleryState:
                     self._key_versions.pop(door, None)
         self._applied = changes[-1].version
         self.applied_changes += len(changes)
-        log.debug(
+        log.info(
             "gallery version %d: applied %d change(s) (%d people, %d doors)",
             self._applied,
             len(changes),
