@@ -123,10 +123,14 @@ class GalleryState:
             for model_id, gallery in self._galleries.items():
                 for name in people:
                     found = stored.get(name)
-                    if found is None or found.model_id != model_id:
-                        gallery.remove(name)
-                    elif found.templates.shape[1] == gallery.dim:
+                    if (
+                        found is not None
+                        and found.model_id == model_id
+                        and found.templates.shape[1] == gallery.dim
+                    ):
                         gallery.put(name, found.templates)
+                    else:
+                        gallery.remove(name)
         if doors:
             with self._lock:
                 self._epoch += 1
@@ -213,7 +217,7 @@ class GalleryState:
         ones move with every enrolment and revocation: recomputed when the
         gallery or the policy changed, O(1) for a door open to everyone)."""
         key = (policy.door, model_id)
-        stamp = (id(gallery), gallery.changes, policy)
+        stamp = (gallery.serial, gallery.changes, policy)
         with self._lock:
             cached = self._thresholds.get(key)
         if cached is not None and cached[0] == stamp:

@@ -26,6 +26,7 @@ search runs may or may not be seen by it.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Iterable, Mapping
@@ -40,6 +41,8 @@ from facegate.core.match_results import IdentifyResult, _decide, _exact_min_dist
 __all__ = ["LiveGallery"]
 
 Rows = npt.NDArray[np.int64]
+
+_SERIALS = itertools.count(1)
 
 _MAX_PASSES = 10_000
 """Nearest-row passes of one search (each hides at least one row)."""
@@ -79,6 +82,8 @@ class LiveGallery:
         self._template_count = 0
         self.changes = 0
         """How many :meth:`put` and :meth:`remove` calls changed something."""
+        self.serial = next(_SERIALS)
+        """Unique per gallery (with :attr:`changes`: a cache key for what depends on it)."""
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, npt.ArrayLike], *, dim: int = 128) -> LiveGallery:
