@@ -12,7 +12,8 @@ bulk-written straight into the person hashes), through the matcher's own
 - **apply one enrolment / revocation**: ``add_templates`` or
   ``remove_person`` (the real Lua scripts, change record included), then
   the time of ``GalleryState.refresh()``: the version GET, the change
-  records, the person's hash, the in-place update;
+  records, the person's hash, the in-place update (and that update alone:
+  ``LiveGallery.put`` of one person's templates);
 - **decision core while changes stream in**: ``refresh()`` + the door's
   calibrated threshold + the 1:K search, while a thread enrols and revokes
   at ``--change-rate`` changes/s, beside the same with no changes.
@@ -179,6 +180,14 @@ def _run(
         state.refresh()
         revoke_s.append(time.perf_counter() - t0)
         wrong += f"new{i}" in gallery
+    put_s: list[float] = []  # the in-memory part alone: LiveGallery.put of 3 templates
+    for i in range(changes):
+        rows = unit_rows(rng, per_person)
+        t0 = time.perf_counter()
+        gallery.put(f"direct{i}", rows)
+        put_s.append(time.perf_counter() - t0)
+    for i in range(changes):
+        gallery.remove(f"direct{i}")
 
     probes = unit_rows(rng, 64)
     quiet = decisions(state, probes, seconds, 20)
@@ -211,6 +220,7 @@ def _run(
         "gallery_mb": round(gallery.nbytes / 2**20, 1),
         "apply_enrolment": ms(enrol_s),
         "apply_revocation": ms(revoke_s),
+        "put_in_memory": ms(put_s),
         "decision_quiet": ms(quiet),
         "decision_while_changing": ms(busy),
         "changes_during_decisions": 2 * streamed[0],
@@ -225,7 +235,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     head = (
         f"{'templates':>10} {'reload s':>9} {'enrol p50':>10} {'p99 ms':>8} "
         f"{'revoke p50':>11} {'p99 ms':>8} {'decide p50':>11} {'p99':>8} "
-        f"{'+changes p50':>13} {'p99':>8} {'wrong':>6}"
+        f"{'+changes p50':>13} {'p99':>8} {'put p50':>8} {'wrong':>6}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -235,6 +245,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{r['apply_revocation']['p50_ms']:>11.2f} {r['apply_revocation']['p99_ms']:>8.2f} "
             f"{r['decision_quiet']['p50_ms']:>11.2f} {r['decision_quiet']['p99_ms']:>8.2f} "
             f"{r['decision_while_changing']['p50_ms']:>13.2f} "
-            f"{r['decision_while_changing']['p99_ms']:>8.2f} {r['wrong']:>6}"
+            f"{r['decision_while_changing']['p99_ms']:>8.2f} "
+            f"{r['put_in_memory']['p50_ms']:>8.3f} {r['wrong']:>6}"
         )
     return "\n".join(lines)

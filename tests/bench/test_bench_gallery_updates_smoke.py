@@ -46,3 +46,4 @@ def test_gallery_updates_bench_smoke(tmp_path: Path) -> None:
         for part in ("apply_enrolment", "apply_revocation", "decision_quiet"):
             assert 0 < r[part]["p50_ms"] <= r[part]["p99_ms"] <= r[part]["max_ms"]
         assert r["decision_while_changing"]["n"] >= 20 and r["changes_during_decisions"] > 0
+        assert 0 < r["put_in_memory"]["p50_ms"] <= r["put_in_memory"]["max_ms"]
