@@ -16,7 +16,9 @@ bulk-written straight into the person hashes), through the matcher's own
   ``LiveGallery.put`` of one person's templates);
 - **decision core while changes stream in**: ``refresh()`` + the door's
   calibrated threshold + the 1:K search, while a thread enrols and revokes
-  at ``--change-rate`` changes/s, beside the same with no changes.
+  at ``--change-rate`` changes/s, beside the same with no changes, and
+  beside ``identify`` on the immutable ``Gallery`` of the same templates
+  (the search of the table above, timed at the same moment).
 
 Every enrolled probe must be found and every revoked person must never be
 found (checked, counted in ``wrong``).
@@ -38,6 +40,7 @@ import redis
 from facegate.adapters.redis_codec import FORMAT_VERSION
 from facegate.adapters.redis_store import RedisStore
 from facegate.core import keys
+from facegate.core.matching import Gallery, identify
 from facegate.core.policy import EVERYONE, DoorMode, DoorPolicy
 from facegate.tools.devstack import find_redis_server
 from services.matcher.gallery_state import GalleryState
@@ -191,6 +194,16 @@ def _run(
 
     probes = unit_rows(rng, 64)
     quiet = decisions(state, probes, seconds, 20)
+    # the same search on the immutable Gallery of bench/identify.py's table (same moment)
+    _, snapshot = store.templates_snapshot(MODEL)
+    frozen = Gallery.from_mapping(snapshot)
+    del snapshot
+    immutable: list[float] = []
+    for i in range(len(quiet)):
+        t0 = time.perf_counter()
+        identify(probes[i % len(probes)], frozen, 0.5, margin=0.05)
+        immutable.append(time.perf_counter() - t0)
+    del frozen
     stop = threading.Event()
     streamed = [0]
 
@@ -222,6 +235,7 @@ def _run(
         "apply_revocation": ms(revoke_s),
         "put_in_memory": ms(put_s),
         "decision_quiet": ms(quiet),
+        "immutable_identify": ms(immutable),
         "decision_while_changing": ms(busy),
         "changes_during_decisions": 2 * streamed[0],
         "change_rate_per_s": rate,
@@ -235,7 +249,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     head = (
         f"{'templates':>10} {'reload s':>9} {'enrol p50':>10} {'p99 ms':>8} "
         f"{'revoke p50':>11} {'p99 ms':>8} {'decide p50':>11} {'p99':>8} "
-        f"{'+changes p50':>13} {'p99':>8} {'put p50':>8} {'wrong':>6}"
+        f"{'+changes p50':>13} {'p99':>8} {'immut p50':>10} {'put p50':>8} {'wrong':>6}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -246,6 +260,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{r['decision_quiet']['p50_ms']:>11.2f} {r['decision_quiet']['p99_ms']:>8.2f} "
             f"{r['decision_while_changing']['p50_ms']:>13.2f} "
             f"{r['decision_while_changing']['p99_ms']:>8.2f} "
+            f"{r['immutable_identify']['p50_ms']:>10.2f} "
             f"{r['put_in_memory']['p50_ms']:>8.3f} {r['wrong']:>6}"
         )
     return "\n".join(lines)
