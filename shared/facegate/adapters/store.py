@@ -240,8 +240,8 @@ class DoorStore(Protocol):
         """The version of the door's signing key (1 until it is rotated)."""
 
     def rotate_door_key(self, door: str) -> int:
-        """Move the door to a new signing key; the new version. Bumps the
-        gallery version so that matchers sign with it from their next upload."""
+        """Move the door to a new signing key; the new version. A door change
+        record: matchers sign with the new key from their next upload."""
 
 
 class ClaimStore(Protocol):
