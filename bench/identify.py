@@ -19,6 +19,12 @@ Usage: ``python bench/identify.py [--smoke] [--sizes 1000,10000]
 [--out FILE]``. Prints a table and writes JSON (default
 ``bench/results/identify.json``) and a PNG of latency and memory against the
 gallery size beside it.
+
+``--updates``: the matcher's gallery absorbing enrolments and revocations
+instead (full reload against incremental apply, decisions while changes
+stream in; :mod:`gallery_updates`), at 100k and 1M templates by default, on
+a Redis server of its own at ``--redis-port``; JSON to
+``bench/results/gallery_updates.json``.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "bench" / "results" / "identify.json"
 DEFAULT_SIZES = (1_000, 10_000, 100_000, 1_000_000)
 SMOKE_SIZES = (300, 3_000)
+UPDATE_SIZES = (100_000, 1_000_000)
+UPDATES_OUT = ROOT / "bench" / "results" / "gallery_updates.json"
 DIM = 128
 THRESHOLD = 0.6
 MARGIN = 0.05
@@ -223,6 +231,46 @@ def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def updates_main(args: argparse.Namespace) -> int:
+    from gallery_updates import bench_updates
+    from gallery_updates import table as updates_table
+
+    if args.sizes:
+        sizes = tuple(int(s) for s in args.sizes.split(","))
+    else:
+        sizes = SMOKE_SIZES if args.smoke else UPDATE_SIZES
+    changes, seconds = (10, 1.0) if args.smoke else (200, 10.0)
+    rows = []
+    for size in sizes:
+        log.info("gallery updates at %d templates ...", size)
+        rows.append(bench_updates(
+            size, per_person=args.per_person, changes=changes, seconds=seconds,
+            rate=args.change_rate, port=args.redis_port,
+        ))
+    doc = {
+        "benchmark": "gallery_updates",
+        "smoke": args.smoke,
+        "dim": DIM,
+        "synthetic": "random 128-d unit vectors",
+        "environment": environment(),
+        "machine": machine_facts(),
+        "results": rows,
+    }
+    out = args.out if args.out != DEFAULT_OUT else UPDATES_OUT
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    print(f"machine: {describe(doc['machine'])}")
+    print("times in ms unless said; enrol/revoke: refresh() after one change; decide: "
+          f"catch-up + threshold + 1:K search, quiet and with {args.change_rate:g} changes/s")
+    print(updates_table(rows))
+    print(f"wrote {out}")
+    wrong = sum(r["wrong"] + r["reloads_after_start"] for r in rows)
+    if wrong:
+        print(f"error: {wrong} wrong answer(s) or unexpected reload(s)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds in all")
@@ -231,8 +279,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=64, help="probes per identify_many call")
     parser.add_argument("--check", type=int, default=None, help="probes checked by the oracle")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--updates", action="store_true",
+                        help="reload vs incremental apply of the matcher's gallery")
+    parser.add_argument("--redis-port", type=int, default=29790, help="--updates: its Redis")
+    parser.add_argument("--change-rate", type=float, default=20.0,
+                        help="--updates: enrolments + revocations per second while deciding")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.updates:
+        logging.getLogger("services").setLevel(logging.WARNING)  # a line per change otherwise
+        return updates_main(args)
 
     if args.sizes:
         sizes = tuple(int(s) for s in args.sizes.split(","))

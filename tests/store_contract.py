@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from facegate.adapters.store import FrameRecorded, FrameStatus, Store
+from facegate.adapters.store import ChangeKind, FrameRecorded, FrameStatus, Store
 from facegate.core import keys
 from facegate.core.access import AccessRule, RuleKind
 from facegate.core.errors import BadMessageError
@@ -279,6 +279,63 @@ class StoreContract:
         assert store.people() == ["bob"]
         assert store.gallery_version() > v1
 
+    def test_every_change_has_its_record(self, store: Store) -> None:
+        a = np.random.default_rng(2).normal(size=(2, 128)).astype(np.float32)
+        store.add_templates("alice", a, "model-a")
+        store.set_door(DoorPolicy("front", DoorMode.IDENTIFY, frozenset({"*"}), None))
+        store.add_templates("bob", a[:1], "model-a")
+        store.remove_person("alice")
+        store.rotate_door_key("front")
+        store.delete_door("front")
+        with pytest.raises(BadMessageError, match="model"):
+            store.add_templates("bob", a, "model-b")  # refused: no version, no record
+        read = store.gallery_changes(0)
+        assert read.version == store.gallery_version() == 6
+        assert [(c.version, c.kind, c.name) for c in read.changes] == [
+            (1, ChangeKind.PERSON, "alice"),
+            (2, ChangeKind.DOOR, "front"),
+            (3, ChangeKind.PERSON, "bob"),
+            (4, ChangeKind.PERSON, "alice"),
+            (5, ChangeKind.DOOR, "front"),
+            (6, ChangeKind.DOOR, "front"),
+        ]
+        later = store.gallery_changes(3, limit=2)
+        assert later.version == 6 and [c.version for c in later.changes] == [4, 5]
+        assert store.gallery_changes(6).changes == ()
+        stored = store.stored_people(["bob", "alice", "nobody"])
+        assert stored["alice"] is None and stored["nobody"] is None
+        bob = stored["bob"]
+        assert bob is not None and bob.model_id == "model-a"
+        assert bob.templates.tobytes() == a[:1].tobytes()
+
+    def test_change_stream_is_capped(self, store: Store) -> None:
+        store.changes_maxlen = 10  # type: ignore[attr-defined]
+        for i in range(300):
+            store.set_door(DoorPolicy(f"d{i % 3}", DoorMode.VERIFY, frozenset(), 0.6))
+        records = store.gallery_changes(0, limit=1000).changes
+        assert 10 <= len(records) < 300  # trimmed (Redis trims about: whole nodes)
+        assert [c.version for c in records] == list(range(301 - len(records), 301))
+        assert records[-1].name == "d2"
+
+    def test_concurrent_writes_get_consecutive_versions(self, store: Store) -> None:
+        a = np.random.default_rng(3).normal(size=(1, 128)).astype(np.float32)
+
+        def enrol(k: int) -> None:
+            for i in range(20):
+                store.add_templates(f"p{k}-{i}", a, "model-a")
+                store.remove_person(f"p{k}-{i}")
+
+        workers = [threading.Thread(target=enrol, args=(k,)) for k in range(4)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        records = store.gallery_changes(0, limit=1000).changes
+        assert [c.version for c in records] == list(range(1, 161))
+        names = [c.name for c in records]
+        assert all(names.count(f"p{k}-{i}") == 2 for k in range(4) for i in range(20))
+        assert store.gallery_version() == 160 and store.people() == []
+
     def test_doors(self, store: Store) -> None:
         assert store.get_door("front") is None
         policy = DoorPolicy("front", DoorMode.VERIFY, frozenset({"alice"}), 0.5, 0.0)
@@ -335,6 +392,30 @@ class StoreContract:
         assert store.delete_group("guards") is False
         assert store.groups_of("erin") == ["staff"] and store.list_groups() == ["staff"]
         assert store.gallery_version() > version
+
+    def test_group_changes_have_their_records(self, store: Store) -> None:
+        store.add_group("staff")
+        start = store.gallery_version()
+        store.add_member("staff", "erin")
+        store.remove_member("staff", "erin")
+        store.add_member("staff", "frank")
+        store.add_templates("frank", np.ones((1, 128), np.float32), "m")
+        store.remove_person("frank")  # memberships first, then the templates
+        store.delete_group("staff")
+        read = store.gallery_changes(start)
+        assert [(c.version - start, c.kind, c.name) for c in read.changes] == [
+            (1, ChangeKind.GROUP, "staff"),
+            (2, ChangeKind.GROUP, "staff"),
+            (3, ChangeKind.GROUP, "staff"),
+            (4, ChangeKind.PERSON, "frank"),
+            (5, ChangeKind.GROUP, "frank"),
+            (6, ChangeKind.PERSON, "frank"),
+            (7, ChangeKind.GROUP, "staff"),
+        ]
+        assert read.version == start + 7
+        with pytest.raises(BadMessageError, match="no group"):
+            store.add_member("staff", "erin")  # refused: no version, no record
+        assert store.gallery_version() == start + 7
 
     def test_revoking_a_person_ends_their_memberships(self, store: Store) -> None:
         store.add_templates("erin", np.ones((1, 128), np.float32), "m")

@@ -3,8 +3,9 @@
 For each :class:`~facegate.core.messages.MatchRequest` (kind ``access``):
 
 1. if the upload already has a decision (a redelivered task), stop;
-2. refresh the in-memory gallery and door policies when
-   ``facegate:gallery:version`` changed (one GET per request otherwise);
+2. catch up with enrolments, revocations and door changes from the change
+   stream (one GET when nothing changed; changed people and doors only
+   otherwise; :mod:`services.matcher.gallery_state`);
 3. read the probe encodings the encoder left in Redis;
 4. :func:`facegate.core.policy.decide` -> verdict (``FACEGATE_TIMEZONE``: schedules' zone);
 5. build the :class:`~facegate.core.messages.DoorEvent`, sign it with the
@@ -36,7 +37,6 @@ when its retries are spent the task calls :meth:`deny`.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,27 +44,33 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from facegate.adapters.store import ApproachState, FrameStatus, MatcherStore
+from facegate.adapters.store import (
+    ApproachState,
+    FrameStatus,
+    MatcherStore,
+)
 from facegate.core.errors import TransientError
 from facegate.core.keys import new_upload_id
+from facegate.core.live_gallery import LiveGallery
 from facegate.core.matching import Gallery
 from facegate.core.messages import DoorEvent, MatchRequest, Reason, UploadKind
 from facegate.core.policy import (
+    AnyGallery,
     DoorPolicy,
     GroupsOf,
     Verdict,
-    allowed_template_counts,
     approach_start,
     decide,
-    door_threshold,
 )
 from facegate.core.signing import DoorSigner
 from services.matcher.approaches import closing_event
+from services.matcher.gallery_state import GalleryState
 from services.matcher.settings import MatcherSettings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DIM = 128
+
 
 
 @dataclass(frozen=True)
@@ -91,106 +97,26 @@ class MatcherService:
         self.settings = settings
         self.store = store
         self.clock = clock
-        self._lock = threading.Lock()
-        self._version = -1
-        self._galleries: dict[str, Gallery] = {}
-        self._doors: dict[str, DoorPolicy | None] = {}
-        self._key_versions: dict[str, int] = {}
-        self._signers: dict[tuple[str, int], DoorSigner] = {}
-        self._thresholds: dict[tuple[str, str], float] = {}
+        self.state = GalleryState(settings, store)
+        """Galleries, doors and keys, kept current from the change stream."""
         self._groups_of: GroupsOf = store.groups_of
 
-    # --- cached state -----------------------------------------------------------
+    # --- cached state (services.matcher.gallery_state) ----------------------------
 
     def _refresh(self) -> None:
-        """Drop cached galleries and doors when the version moved."""
-        version = self.store.gallery_version()
-        with self._lock:
-            if version != self._version:
-                log.info("gallery version %s -> %s: reloading", self._version, version)
-                self._galleries.clear()
-                self._doors.clear()
-                self._key_versions.clear()
-                self._thresholds.clear()
-                self._version = version
+        self.state.refresh()
 
-    def gallery(self, model_id: str, dim: int) -> Gallery:
-        """Everyone enrolled with ``model_id`` (cached until the version moves)."""
-        with self._lock:
-            cached = self._galleries.get(model_id)
-        if cached is not None:
-            return cached
-        version, mapping = self.store.templates_snapshot(model_id)
-        gallery = Gallery.from_mapping(mapping) if mapping else Gallery.empty(dim)
-        with self._lock:
-            if version == self._version:
-                self._galleries[model_id] = gallery
-        log.info(
-            "gallery for %s: %d people, %d templates",
-            model_id,
-            len(gallery),
-            gallery.template_count,
-        )
-        return gallery
+    def gallery(self, model_id: str, dim: int) -> LiveGallery:
+        return self.state.gallery(model_id, dim)
 
     def door(self, door: str) -> DoorPolicy | None:
-        with self._lock:
-            if door in self._doors:
-                return self._doors[door]
-        policy = self.store.get_door(
-            door,
-            default_threshold=self.settings.threshold,
-            default_margin=self.settings.margin,
-        )
-        with self._lock:
-            self._doors[door] = policy
-        return policy
+        return self.state.door(door)
 
-    def threshold(self, policy: DoorPolicy, gallery: Gallery, model_id: str) -> float:
-        """The door's threshold with this gallery (calibrated ones are
-        recomputed once per gallery version: enrol, revoke, door change)."""
-        key = (policy.door, model_id)
-        with self._lock:
-            cached = self._thresholds.get(key)
-        if cached is not None:
-            return cached
-        value = door_threshold(
-            policy, gallery, default_threshold=self.settings.threshold, groups_of=self._groups_of
-        )
-        if policy.calibrated:
-            counts = allowed_template_counts(policy, gallery, self._groups_of)
-            log.info(
-                "door %s: threshold %.4f calibrated for %d people (%d templates), "
-                "%d frame(s) per approach, %g strangers per approach",
-                policy.door,
-                value,
-                len(counts),
-                sum(counts),
-                policy.frames,
-                policy.stranger_rate,
-            )
-        with self._lock:
-            self._thresholds[key] = value
-        return value
+    def threshold(self, policy: DoorPolicy, gallery: LiveGallery, model_id: str) -> float:
+        return self.state.threshold(policy, gallery, model_id)
 
     def signer(self, door: str) -> DoorSigner:
-        """The door's current private key (its version is cached like the
-        policy: until the gallery version moves, which a rotation does)."""
-        with self._lock:
-            version = self._key_versions.get(door)
-        if version is None:
-            version = self.store.door_key_version(door)
-            with self._lock:
-                self._key_versions[door] = version
-        with self._lock:
-            signer = self._signers.get((door, version))
-        if signer is None:
-            signer = DoorSigner.derive(
-                self.settings.signing_secret.get_secret_value(), door, version
-            )
-            with self._lock:
-                self._signers[(door, version)] = signer
-        return signer
+        return self.state.signer(door)
 
     # --- deciding --------------------------------------------------------------
 
@@ -219,12 +145,14 @@ class MatcherService:
         policy = self.door(request.door)
         probe, model_id = self._probe(request)
         threshold = None
+        gallery: AnyGallery
         if policy is None or probe.shape[0] != 1:
             # decided without comparing: no gallery needed
             gallery = Gallery.empty(int(probe.shape[1]))
         else:
-            gallery = self.gallery(model_id, int(probe.shape[1]))
-            threshold = self.threshold(policy, gallery, model_id)
+            live = self.gallery(model_id, int(probe.shape[1]))
+            threshold = self.threshold(policy, live, model_id)
+            gallery = live
         return decide(
             policy,
             request,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+from facegate.adapters.store import ChangeKind
 from facegate.core import keys
 from facegate.core.errors import BadMessageError
 
@@ -13,10 +14,11 @@ class MemoryGroups:
     """Groups and memberships; mixed into ``MemoryStore``."""
 
     _cond: threading.Condition
-    _version: int
     _groups: dict[str, set[str]]
 
     def _check(self) -> None: ...  # provided by MemoryStore
+
+    def _change(self, kind: ChangeKind, name: str) -> None: ...  # provided by MemoryStore
 
     def add_group(self, group: str) -> bool:
         keys.check_name(group, "group")
@@ -31,7 +33,7 @@ class MemoryGroups:
         keys.check_name(group, "group")
         with self._cond:
             self._check()
-            self._version += 1
+            self._change(ChangeKind.GROUP, group)
             return self._groups.pop(group, None) is not None
 
     def list_groups(self) -> list[str]:
@@ -53,7 +55,7 @@ class MemoryGroups:
             members = self._groups.get(group)
             if members is None:
                 raise BadMessageError(f"no group {group!r} (create it first)")
-            self._version += 1
+            self._change(ChangeKind.GROUP, group)
             added = person not in members
             members.add(person)
             return added
@@ -63,7 +65,7 @@ class MemoryGroups:
         keys.check_person(person)
         with self._cond:
             self._check()
-            self._version += 1
+            self._change(ChangeKind.GROUP, group)
             members = self._groups.get(group, set())
             removed = person in members
             members.discard(person)
@@ -77,8 +79,11 @@ class MemoryGroups:
 
     def _drop_memberships(self, person: str) -> None:
         with self._cond:
-            for members in self._groups.values():
+            held = [m for m in self._groups.values() if person in m]
+            for members in held:
                 members.discard(person)
+            if held:
+                self._change(ChangeKind.GROUP, person)
 
 
 __all__ = ["MemoryGroups"]

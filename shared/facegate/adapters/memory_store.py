@@ -6,7 +6,8 @@ contract tests as :class:`~facegate.adapters.redis_store.RedisStore`
 (``tests/store_contract.py``): ids validated as key names are, probes,
 claims, replies and decisions expire after their TTL (on an injectable
 clock), a person's templates stay of one model, the gallery version moves on
-every enrol, revoke and door change, a decision is recorded once per upload
+every enrol, revoke and door change (each with its change record, capped
+at ``changes_maxlen``), a decision is recorded once per upload
 and then appended to the door's stream (at the id it was signed with, above
 the stream's last id) and the audit stream (ids ``<ms>-<seq>``, capped) and
 "published" (kept in :attr:`published` and handed to :attr:`subscribers`);
@@ -33,11 +34,16 @@ from facegate.adapters.memory_claims import MemoryIngestState
 from facegate.adapters.memory_groups import MemoryGroups
 from facegate.adapters.recording import ALREADY, RECORDED, TAKEN
 from facegate.adapters.store import (
+    DEFAULT_CHANGES_MAXLEN,
     DEFAULT_DECISION_TTL_S,
     F32,
+    Change,
+    ChangeKind,
+    GalleryChanges,
     Probe,
     Recorded,
     Signer,
+    StoredPerson,
     StreamEntry,
     as_rows,
     check_same_model,
@@ -62,8 +68,10 @@ class MemoryStore(MemoryIngestState, MemoryApproaches, MemoryGroups):
         stream_maxlen: int = 10_000,
         decision_ttl_s: int = DEFAULT_DECISION_TTL_S,
         clock: Callable[[], float] = time.monotonic,
+        changes_maxlen: int = DEFAULT_CHANGES_MAXLEN,
     ) -> None:
         self.stream_maxlen = stream_maxlen
+        self.changes_maxlen = changes_maxlen
         self.decision_ttl_s = decision_ttl_s
         self.clock = clock
         self.available = True
@@ -73,6 +81,8 @@ class MemoryStore(MemoryIngestState, MemoryApproaches, MemoryGroups):
         self._cond = threading.Condition()
         self._expiring: dict[str, tuple[Any, float]] = {}
         self._version = 0
+        self._changes: list[Change] = []
+        """The change records (the last ``changes_maxlen``), oldest first."""
         self._people: dict[str, tuple[str, dict[str, F32]]] = {}
         self._doors: dict[str, DoorPolicy] = {}
         self._groups: dict[str, set[str]] = {}
@@ -157,10 +167,35 @@ class MemoryStore(MemoryIngestState, MemoryApproaches, MemoryGroups):
 
     # --- people and templates ------------------------------------------------------------
 
+    def _change(self, kind: ChangeKind, name: str) -> None:
+        """The next version and its record, with the write (under ``_cond``)."""
+        self._version += 1
+        self._changes.append(Change(self._version, kind, name))
+        del self._changes[: max(0, len(self._changes) - self.changes_maxlen)]
+
     def gallery_version(self) -> int:
         with self._cond:
             self._check()
             return self._version
+
+    def gallery_changes(self, after: int, limit: int = 1000) -> GalleryChanges:
+        with self._cond:
+            self._check()
+            newer = [c for c in self._changes if c.version > after][: max(limit, 0)]
+            return GalleryChanges(self._version, tuple(newer))
+
+    def stored_people(self, people: Sequence[str]) -> dict[str, StoredPerson | None]:
+        out: dict[str, StoredPerson | None] = {}
+        with self._cond:
+            self._check()
+            for name in people:
+                stored = self._people.get(name)
+                if stored is None or not stored[1]:
+                    out[name] = None
+                    continue
+                model, templates = stored
+                out[name] = StoredPerson(model, np.stack([templates[t] for t in sorted(templates)]))
+        return out
 
     def add_templates(self, person: str, encodings: npt.ArrayLike, model_id: str) -> list[str]:
         rows = as_rows(encodings, f"templates of {person}")
@@ -176,15 +211,15 @@ class MemoryStore(MemoryIngestState, MemoryApproaches, MemoryGroups):
             templates = dict(stored[1]) if stored else {}
             templates.update({tid: row.copy() for tid, row in zip(ids, rows, strict=True)})
             self._people[person] = (model_id, templates)
-            self._version += 1
+            self._change(ChangeKind.PERSON, person)
         return ids
 
     def remove_person(self, person: str) -> bool:
         keys.check_person(person)
         with self._cond:
             self._check()
-            self._version += 1
             self._drop_memberships(person)
+            self._change(ChangeKind.PERSON, person)
             return self._people.pop(person, None) is not None
 
     def people(self) -> list[str]:
@@ -208,7 +243,7 @@ class MemoryStore(MemoryIngestState, MemoryApproaches, MemoryGroups):
         with self._cond:
             self._check()
             self._doors[policy.door] = policy
-            self._version += 1
+            self._change(ChangeKind.DOOR, policy.door)
 
     def get_door(
         self, door: str, *, default_threshold: float = 0.6, default_margin: float = 0.0
@@ -227,7 +262,7 @@ class MemoryStore(MemoryIngestState, MemoryApproaches, MemoryGroups):
         keys.check_door(door)
         with self._cond:
             self._check()
-            self._version += 1
+            self._change(ChangeKind.DOOR, door)
             return self._doors.pop(door, None) is not None
 
     def door_key_version(self, door: str) -> int:
@@ -242,7 +277,7 @@ class MemoryStore(MemoryIngestState, MemoryApproaches, MemoryGroups):
             self._check()
             version = self._key_versions.get(door, 1) + 1
             self._key_versions[door] = version
-            self._version += 1
+            self._change(ChangeKind.DOOR, door)
             return version
 
     # --- decisions -------------------------------------------------------------------------

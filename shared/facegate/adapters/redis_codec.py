@@ -82,11 +82,32 @@ redis.call('PUBLISH', ARGV[4], ARGV[1])
 return {1, added}
 """
 
-ROTATE_KEY_LUA: Final = """
--- KEYS: the door's key version, gallery version. A door never rotated is at 1.
+CHANGE_LUA: Final = """
+-- change(version key, changes stream, maxlen, kind, name): the next gallery
+-- version, with its change record appended first (entry id '<version>-0').
+-- Every script that changes people or doors calls it before its writes, so
+-- no write lands without its record and versions have no gaps. A stream
+-- ahead of the version (the version key was lost) is dropped and restarted:
+-- readers then see a gap and reload.
+local function change(vkey, skey, maxlen, kind, name)
+  local v = tonumber(redis.call('GET', vkey) or '0') + 1
+  local id = v .. '-0'
+  local added = redis.pcall('XADD', skey, 'MAXLEN', '~', maxlen, id, 'kind', kind, 'name', name)
+  if type(added) == 'table' and added.err then
+    redis.call('DEL', skey)
+    redis.call('XADD', skey, 'MAXLEN', '~', maxlen, id, 'kind', kind, 'name', name)
+  end
+  redis.call('SET', vkey, v)
+  return v
+end
+"""
+
+ROTATE_KEY_LUA: Final = CHANGE_LUA + """
+-- KEYS: the door's key version, gallery version, change stream
+-- ARGV: change stream maxlen, door. A door never rotated is at 1.
 local version = tonumber(redis.call('GET', KEYS[1]) or '1') + 1
+change(KEYS[2], KEYS[3], ARGV[1], 'door', ARGV[2])
 redis.call('SET', KEYS[1], version)
-redis.call('INCR', KEYS[2])
 return version
 """
 

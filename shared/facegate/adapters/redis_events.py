@@ -28,6 +28,7 @@ class RedisDoorEvents:
 
     client: redis.Redis
     stream_maxlen: int
+    changes_maxlen: int
     decision_ttl_s: int
     _record: Any
     _rotate_key: Any
@@ -106,7 +107,8 @@ class RedisDoorEvents:
         version, so that matchers sign with it from their next upload)."""
         with translated("rotate_door_key"):
             version = self._rotate_key(
-                keys=[keys.door_key_version_key(door), keys.GALLERY_VERSION]
+                keys=[keys.door_key_version_key(door), keys.GALLERY_VERSION, keys.GALLERY_CHANGES],
+                args=[self.changes_maxlen, door],
             )
         return int(version)
 

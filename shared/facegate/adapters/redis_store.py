@@ -31,7 +31,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 import redis
 
@@ -42,33 +41,31 @@ from facegate.adapters.redis_codec import (
     RECORD_LUA,
     ROTATE_KEY_LUA,
     decode_probe,
-    decode_templates,
-    text,
     translated,
 )
 from facegate.adapters.redis_events import RedisDoorEvents
+from facegate.adapters.redis_gallery import RedisGallery
 from facegate.adapters.redis_groups import RedisGroups
 from facegate.adapters.store import (
+    DEFAULT_CHANGES_MAXLEN,
     DEFAULT_DECISION_TTL_S,
     Claim,
     Probe,
-    as_rows,
-    check_same_model,
     probe_rows,
 )
 from facegate.core import keys
-from facegate.core.errors import RedisUnavailableError
-from facegate.core.policy import DoorPolicy
 
 log = logging.getLogger(__name__)
 
 
-class RedisStore(RedisIngestState, RedisDoorEvents, RedisApproaches, RedisGroups):
+class RedisStore(RedisIngestState, RedisGallery, RedisDoorEvents, RedisApproaches, RedisGroups):
     """All of facegate's Redis state, behind one small interface (the
     decisions, streams and key versions are :class:`RedisDoorEvents`, the
     approaches' part is in :mod:`facegate.adapters.redis_approaches`;
     claims, pending marks and the reconciler's state are
-    :class:`~facegate.adapters.redis_claims.RedisIngestState`).
+    :class:`~facegate.adapters.redis_claims.RedisIngestState`; people,
+    doors and the change stream are
+    :class:`~facegate.adapters.redis_gallery.RedisGallery`).
 
     ``client`` is a ``redis.Redis`` (bytes responses, the default). Nothing
     connects until the first call.
@@ -80,15 +77,18 @@ class RedisStore(RedisIngestState, RedisDoorEvents, RedisApproaches, RedisGroups
         *,
         stream_maxlen: int = 10_000,
         decision_ttl_s: int = DEFAULT_DECISION_TTL_S,
+        changes_maxlen: int = DEFAULT_CHANGES_MAXLEN,
     ) -> None:
         if client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("RedisStore needs a client with bytes replies (decode_responses off)")
         self.client = client
         self.stream_maxlen = stream_maxlen
         self.decision_ttl_s = decision_ttl_s
+        self.changes_maxlen = changes_maxlen
         self._record = client.register_script(RECORD_LUA)
         self._rotate_key = client.register_script(ROTATE_KEY_LUA)
         self._register_ingest_scripts()
+        self._register_gallery_scripts()
         self._register_group_scripts()
 
     @classmethod
@@ -107,6 +107,12 @@ class RedisStore(RedisIngestState, RedisDoorEvents, RedisApproaches, RedisGroups
             return bool(self.client.ping())
 
     # --- probes -------------------------------------------------------------
+
+    def remove_person(self, person: str) -> bool:
+        """Revoke ``person``: every group membership, then every template
+        (:meth:`RedisGallery.remove_person`); ``False`` when not enrolled."""
+        self._drop_memberships(person)
+        return RedisGallery.remove_person(self, person)
 
     def put_probe(
         self,
@@ -153,126 +159,6 @@ class RedisStore(RedisIngestState, RedisDoorEvents, RedisApproaches, RedisGroups
     def delete_probe(self, upload_id: str) -> None:
         with translated("delete_probe"):
             self.client.delete(keys.probe_key(upload_id))
-
-    # --- people and templates -------------------------------------------------
-
-    def gallery_version(self) -> int:
-        """The counter bumped on every enrol, revoke and door change."""
-        with translated("gallery_version"):
-            value = self.client.get(keys.GALLERY_VERSION)
-        return int(value) if value is not None else 0  # type: ignore[arg-type]
-
-    def add_templates(self, person: str, encodings: npt.ArrayLike, model_id: str) -> list[str]:
-        """Add templates ``(k, d)`` to ``person`` (created when new); returns
-        the new template ids. A person's templates must all come from one
-        model: other models raise BadMessageError."""
-        rows = as_rows(encodings, f"templates of {person}")
-        key = keys.person_key(person)
-        with translated("add_templates"):
-            stored: Any = self.client.hmget(key, ["model", "dim"])
-        model, dim = stored
-        check_same_model(
-            person, text(model), None if dim is None else int(dim), model_id, rows.shape[1]
-        )
-        ids = [keys.new_upload_id()[:16] for _ in range(rows.shape[0])]
-        mapping: dict[str, bytes | str] = {
-            "model": model_id,
-            "dim": str(rows.shape[1]),
-            "version": FORMAT_VERSION,
-        }
-        for tid, row in zip(ids, rows, strict=True):
-            mapping[f"enc:{tid}"] = row.tobytes()
-        with translated("add_templates"):
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
-            pipe.sadd(keys.PEOPLE, person)
-            pipe.incr(keys.GALLERY_VERSION)
-            pipe.execute()
-        return ids
-
-    def remove_person(self, person: str) -> bool:
-        """Revoke ``person`` (all templates, every group membership);
-        ``False`` when not enrolled."""
-        self._drop_memberships(person)
-        with translated("remove_person"):
-            pipe = self.client.pipeline(transaction=True)
-            pipe.delete(keys.person_key(person))
-            pipe.srem(keys.PEOPLE, person)
-            pipe.incr(keys.GALLERY_VERSION)
-            deleted, removed, _ = pipe.execute()
-        return bool(deleted or removed)
-
-    def people(self) -> list[str]:
-        with translated("people"):
-            names = self.client.smembers(keys.PEOPLE)
-        return sorted(str(text(n)) for n in names)  # type: ignore[union-attr]
-
-    def templates_snapshot(
-        self, model_id: str | None = None, *, attempts: int = 5
-    ) -> tuple[int, dict[str, npt.NDArray[np.float32]]]:
-        """``(version, {person: templates (k, d)})``, consistent with
-        ``version``: re-read when an enrol or revoke lands meanwhile. With
-        ``model_id``, people enrolled with another model are left out (and
-        logged)."""
-        for _ in range(attempts):
-            version = self.gallery_version()
-            names = self.people()
-            with translated("templates_snapshot"):
-                pipe = self.client.pipeline(transaction=False)
-                for name in names:
-                    pipe.hgetall(keys.person_key(name))
-                pipe.get(keys.GALLERY_VERSION)
-                *hashes, after = pipe.execute()
-            if int(after or 0) != version:
-                continue
-            out: dict[str, npt.NDArray[np.float32]] = {}
-            for name, raw in zip(names, hashes, strict=True):
-                rows = decode_templates(name, raw, model_id)
-                if rows is not None:
-                    out[name] = rows
-            return version, out
-        raise RedisUnavailableError("gallery kept changing while being read; try again")
-
-    # --- doors ------------------------------------------------------------------
-
-    def set_door(self, policy: DoorPolicy) -> None:
-        """Create or replace a door's policy."""
-        key = keys.door_config_key(policy.door)
-        with translated("set_door"):
-            pipe = self.client.pipeline(transaction=True)
-            pipe.delete(key)
-            pipe.hset(key, mapping=policy.to_fields())  # type: ignore[arg-type]
-            pipe.sadd(keys.DOORS, policy.door)
-            pipe.incr(keys.GALLERY_VERSION)
-            pipe.execute()
-
-    def get_door(
-        self, door: str, *, default_threshold: float = 0.6, default_margin: float = 0.0
-    ) -> DoorPolicy | None:
-        """The door's policy, ``None`` when the door is not configured."""
-        with translated("get_door"):
-            raw = self.client.hgetall(keys.door_config_key(door))
-        if not raw:
-            return None
-        fields = {str(text(k)): str(text(v)) for k, v in raw.items()}  # type: ignore[union-attr]
-        return DoorPolicy.from_fields(
-            door, fields, default_threshold=default_threshold, default_margin=default_margin
-        )
-
-    def list_doors(self) -> list[str]:
-        with translated("list_doors"):
-            names = self.client.smembers(keys.DOORS)
-        return sorted(str(text(n)) for n in names)  # type: ignore[union-attr]
-
-    def delete_door(self, door: str) -> bool:
-        with translated("delete_door"):
-            pipe = self.client.pipeline(transaction=True)
-            pipe.delete(keys.door_config_key(door))
-            pipe.srem(keys.DOORS, door)
-            pipe.incr(keys.GALLERY_VERSION)
-            deleted, removed, _ = pipe.execute()
-        return bool(deleted or removed)
-
 
     # --- enrolment replies ------------------------------------------------------------
 

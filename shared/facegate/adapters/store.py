@@ -35,6 +35,13 @@ from typing import Any, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from facegate.adapters.gallery_changes import (
+    DEFAULT_CHANGES_MAXLEN,
+    Change,
+    ChangeKind,
+    GalleryChanges,
+    StoredPerson,
+)
 from facegate.adapters.recording import (
     RECORD_ATTEMPTS,
     FrameRecorded,
@@ -56,7 +63,6 @@ DEFAULT_DECISION_TTL_S: Final = 86_400
 
 StreamEntry = tuple[str, bytes]
 """``(stream id, signed wire event)``."""
-
 
 @dataclass(frozen=True)
 class Probe:
@@ -161,8 +167,20 @@ class ProbeStore(Protocol):
 
 
 class GalleryStore(Protocol):
+    """Each write appends its change record (:class:`Change`, the new
+    version) atomically with it: no write without a record, no gaps. The
+    record stream is capped (about ``DEFAULT_CHANGES_MAXLEN``)."""
+
     def gallery_version(self) -> int:
         """A counter that moves on every enrol, revoke and door change."""
+
+    def gallery_changes(self, after: int, limit: int = 1000) -> GalleryChanges:
+        """The version and the records after ``after`` (oldest first, at
+        most ``limit``). A reader whose next record is missing (trimmed, or
+        the version behind ``after``) must reload everything."""
+
+    def stored_people(self, people: Sequence[str]) -> dict[str, StoredPerson | None]:
+        """Each one's current templates (``None``: not enrolled)."""
 
     def add_templates(self, person: str, encodings: npt.ArrayLike, model_id: str) -> list[str]:
         """Add templates ``(k, d)``; the new template ids."""
@@ -192,8 +210,8 @@ class DoorStore(Protocol):
         """The version of the door's signing key (1 until it is rotated)."""
 
     def rotate_door_key(self, door: str) -> int:
-        """Move the door to a new signing key; the new version. Bumps the
-        gallery version so that matchers sign with it from their next upload."""
+        """Move the door to a new signing key; the new version. A door change
+        record: matchers sign with the new key from their next upload."""
 
 
 class GroupStore(Protocol):
@@ -341,10 +359,13 @@ class Store(
 
 
 __all__ = [
+    "DEFAULT_CHANGES_MAXLEN",
     "DEFAULT_DECISION_TTL_S",
     "RECORD_ATTEMPTS",
     "ApproachState",
     "ApproachStore",
+    "Change",
+    "ChangeKind",
     "Claim",
     "ClaimStore",
     "DecisionStore",
@@ -352,6 +373,7 @@ __all__ = [
     "EncoderStore",
     "FrameRecorded",
     "FrameStatus",
+    "GalleryChanges",
     "GalleryStore",
     "GroupStore",
     "IngestStore",
@@ -363,6 +385,7 @@ __all__ = [
     "ReplyStore",
     "Signer",
     "Store",
+    "StoredPerson",
     "StreamEntry",
     "as_rows",
     "check_same_model",

@@ -27,6 +27,11 @@ PEOPLE = f"{PREFIX}:people"
 GALLERY_VERSION = f"{PREFIX}:gallery:version"
 """Integer, INCR on every enrol, revoke and door change."""
 
+GALLERY_CHANGES = f"{PREFIX}:gallery:changes"
+"""Stream of change records: entry id ``<version>-0``, fields ``kind``
+(``person`` or ``door``) and ``name``; appended by the same script as the
+write it records, capped (``MAXLEN ~``)."""
+
 DOORS = f"{PREFIX}:doors"
 """Set of configured door ids."""
 
@@ -244,6 +249,7 @@ __all__ = [
     "AUDIT_STREAM",
     "DOORS",
     "ENROLL_PREFIX",
+    "GALLERY_CHANGES",
     "GALLERY_VERSION",
     "GROUPS",
     "IMAGE_CONTENT_TYPES",
