@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@bash scripts/ensure-redis.sh
+	@bash scripts/ensure-mosquitto.sh
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -242,7 +242,8 @@ class Bridge:
         connected = self.publisher.connected.is_set()
         with self._lock:
             rejected = dict(self.rejected)
-        doc = {"mqtt_connected": connected, "mqtt_refused": self.publisher.refused,
+        doc = {"mqtt_connected": connected, "mqtt_connects": self.publisher.connects,
+               "mqtt_refused": self.publisher.refused,
                "doors": doors, "rejected": rejected}
         return connected and all(d.subscribed for d in self.doors.values()), doc
 
