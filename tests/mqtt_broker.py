@@ -133,18 +133,20 @@ class Broker:
     def start(self) -> None:
         binary = find_mosquitto()
         assert binary is not None
-        self.proc = subprocess.Popen(
-            [binary, "-c", str(self.config)],
-            stdout=subprocess.DEVNULL, stderr=(self.folder / "stderr.log").open("ab"),
-        )
+        with (self.folder / "stderr.log").open("ab") as err:
+            self.proc = subprocess.Popen(
+                [binary, "-c", str(self.config)], stdout=subprocess.DEVNULL, stderr=err
+            )
         deadline = time.monotonic() + 15.0
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mosquitto exited: {self.log_tail()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    with socket.create_connection(("127.0.0.1", self.tls_port), timeout=0.5):
-                        return
+                with (
+                    socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
+                    socket.create_connection(("127.0.0.1", self.tls_port), timeout=0.5),
+                ):
+                    return
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"mosquitto did not listen on {self.port}: {self.log_tail()}")

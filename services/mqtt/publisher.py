@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from services.mqtt.settings import MqttSettings
 from services.mqtt.topics import OFFLINE, ONLINE, Message, Topics
@@ -39,7 +40,7 @@ _QUEUED = (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)
 def make_client(settings: MqttSettings, topics: Topics) -> mqtt.Client:
     """A paho client with the settings' credentials, TLS and last will (not connected)."""
     client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
+        CallbackAPIVersion.VERSION2,
         client_id=settings.mqtt_client_id,
         clean_session=True,
         protocol=mqtt.MQTTv311,
