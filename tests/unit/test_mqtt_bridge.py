@@ -163,3 +163,30 @@ def test_the_late_path_refuses_what_a_lock_refuses() -> None:
     attacker = DoorSigner.derive("another-secret-altogether-0123456789", "gate")
     assert listener().check(attacker.sign(old)).rejected == "unknown_key"
     assert listener().check(SIGNER.sign(old), "1767000000001-0").rejected == "tampered"
+
+
+# --------------------------------------------------------------------------- the local stack
+
+
+def test_the_stack_runs_the_bridge_only_with_a_broker_and_hands_it_no_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dataclasses
+
+    from facegate.tools.devstack import Stack, StackConfig
+    from facegate.tools.devstack.mqtt import bridge_env
+
+    config = StackConfig.for_tests(29460, state_dir=tmp_path, services=("redis",))
+    assert Stack(config).process_names() == ["redis"]
+    stack = Stack(dataclasses.replace(config, mqtt_url="mqtts://broker.lan:8883"))
+    assert stack.process_names() == ["redis", "mqtt"]
+    monkeypatch.setenv("FACEGATE_SIGNING_SECRET", "a-secret-the-bridge-must-never-see-0123")
+    monkeypatch.setenv("FACEGATE_MQTT_USERNAME", "bridge")
+    env = bridge_env(stack)
+    assert not [k for k in env if k.startswith("FACEGATE_") and not k.startswith("FACEGATE_MQTT_")]
+    assert env["FACEGATE_MQTT_URL"] == "mqtts://broker.lan:8883"
+    assert env["FACEGATE_MQTT_USERNAME"] == "bridge"
+    assert env["FACEGATE_MQTT_REDIS_URL"] == config.redis_url
+    assert env["FACEGATE_MQTT_KEYS_DIR"] == str(stack.state_dir / "mqtt" / "keys")
+    settings = MqttSettings.from_env({k: v for k, v in env.items() if k.startswith("FACEGATE_")})
+    assert settings.tls and settings.mqtt_state_dir == stack.state_dir / "mqtt" / "state"
