@@ -49,7 +49,7 @@ import redis
 from facegate.clients.lock import Backoff, DoorListener, Received
 from facegate.clients.lock_state import LockState
 from facegate.core import keys
-from facegate.core.errors import RedisUnavailableError
+from facegate.core.errors import ConfigError, RedisUnavailableError
 from facegate.core.event_verify import DoorKeys, EventRejected, verify_event
 from facegate.core.ids import stream_id_key
 from services.mqtt.publisher import Publisher
@@ -132,6 +132,9 @@ class DoorBridge:
             except (RedisUnavailableError, redis.RedisError) as exc:
                 log.warning("door %s: cannot read Redis yet (%s)", self.door, exc)
                 self.stop_event.wait(1.0)
+            except ConfigError as exc:  # an unreadable cursor: not bridged (/healthz says so)
+                log.error("door %s: not bridged: %s", self.door, exc)
+                return
         else:
             return
         self.subscribed = True

@@ -74,6 +74,8 @@ class Publisher:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
+        self.client.on_connect_fail = self._on_connect_fail
+        self._fail_logged = False
         self.connected = threading.Event()
         self.connects = 0
         """Successful connections so far (1 + reconnects)."""
@@ -96,6 +98,7 @@ class Publisher:
             log.error("the broker %s refused the connection: %s", self.settings.mqtt_url, reason)
             return
         self.refused = None
+        self._fail_logged = False
         self.connects += 1
         log.info("connected to %s (connection %d)", self.settings.mqtt_url, self.connects)
         with self._retained_lock:
@@ -105,6 +108,12 @@ class Publisher:
         with self._acks:  # this thread handles their PUBACKs later: no race
             self._unwaited.update(info.mid for info in sent)
         self.connected.set()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        if not self._fail_logged:  # once per outage; paho retries (1 s doubling to 10 s)
+            self._fail_logged = True
+            log.warning("cannot connect to %s (address, network or TLS certificate); retrying",
+                        self.settings.mqtt_url)
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any
