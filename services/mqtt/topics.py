@@ -106,7 +106,9 @@ def messages_for(topics: Topics, event: DoorEvent, *, late: bool = False) -> lis
 def discovery_messages(topics: Topics, door: str, version: str) -> list[Message]:
     """The retained Home Assistant discovery configs of ``door``: an event
     entity (event types ``open``, ``deny``) and a last-person sensor, one
-    device per door, both unavailable while the bridge is offline."""
+    device per door, both unavailable while the bridge is offline. Entity
+    ids are suggested with ``default_entity_id`` (Home Assistant 2025.10 on;
+    its older ``object_id`` is no longer read since 2026.4)."""
     device = {
         "identifiers": [f"{topics.node_id}_{door}"],
         "name": f"facegate {door}",
@@ -122,7 +124,7 @@ def discovery_messages(topics: Topics, door: str, version: str) -> list[Message]
     event_config = {
         "name": "Access",
         "unique_id": f"{topics.node_id}_{door}_event",
-        "object_id": f"{topics.node_id}_{door}_access",
+        "default_entity_id": f"event.{topics.node_id}_{door}_access",
         "state_topic": topics.event(door),
         "event_types": list(EVENT_TYPES),
         "qos": 1,
@@ -132,7 +134,7 @@ def discovery_messages(topics: Topics, door: str, version: str) -> list[Message]
     sensor_config = {
         "name": "Last person",
         "unique_id": f"{topics.node_id}_{door}_last_person",
-        "object_id": f"{topics.node_id}_{door}_last_person",
+        "default_entity_id": f"sensor.{topics.node_id}_{door}_last_person",
         "state_topic": topics.last_person(door),
         "value_template": "{{ value_json.person }}",
         "json_attributes_topic": topics.last_person(door),

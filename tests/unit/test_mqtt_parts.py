@@ -101,6 +101,8 @@ def test_discovery_configs() -> None:
     assert e["device"] == s["device"] and e["device"]["sw_version"] == "1.2"
     assert e["availability_topic"] == "facegate/bridge/availability"
     assert len({e["unique_id"], s["unique_id"]}) == 2
+    assert e["default_entity_id"] == "event.fg_gate_access"
+    assert s["default_entity_id"] == "sensor.fg_gate_last_person"
 
 
 # --------------------------------------------------------------------------- files
