@@ -52,6 +52,7 @@ bench: install
 	$(PY) bench/encoder_chips.py
 	$(PY) bench/identify.py
 	$(PY) bench/lock_events.py
+	$(PY) bench/mqtt_bridge.py
 	$(PY) bench/openset.py
 	$(PY) bench/e2e_load.py --find-max --out bench/results/e2e_find_max.json
 	$(PY) bench/e2e_load.py --scaling 1x1,2x1,1x16,2x16 --out bench/results/e2e_scaling.json
