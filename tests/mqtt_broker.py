@@ -99,18 +99,24 @@ def make_leaf(folder: Path, name: str, ca: x509.Certificate,
 
 @dataclass
 class Broker:
-    """One Mosquitto process: ``port`` (plain, passwords) and ``tls_port``."""
+    """One Mosquitto process: ``port`` (plain, passwords), ``tls_port`` and,
+    when given, ``mtls_port`` (TLS that requires a client certificate from
+    the test CA: ``client_cert``, ``client_key``)."""
 
     folder: Path
     port: int
     tls_port: int
+    mtls_port: int = 0
     ca_file: Path = field(init=False)
+    client_cert: Path = field(init=False)
+    client_key: Path = field(init=False)
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.ca_file, ca, ca_key = make_ca(self.folder, "test-ca")
         cert, key = make_leaf(self.folder, "broker", ca, ca_key)
+        self.client_cert, self.client_key = make_leaf(self.folder, "client", ca, ca_key)
         (self.folder / "data").mkdir(exist_ok=True)
         passwd = self.folder / "passwd"
         passwd.write_text("")
@@ -128,6 +134,14 @@ class Broker:
             f"allow_anonymous false\npassword_file {passwd}\n"
             f"cafile {self.ca_file}\ncertfile {cert}\nkeyfile {key}\n"
         )
+        if self.mtls_port:
+            with self.config.open("a") as conf:
+                conf.write(
+                    f"listener {self.mtls_port} 127.0.0.1\n"
+                    f"allow_anonymous false\npassword_file {passwd}\n"
+                    f"cafile {self.ca_file}\ncertfile {cert}\nkeyfile {key}\n"
+                    "require_certificate true\n"
+                )
         os.chmod(passwd, 0o600)
 
     def start(self) -> None:
@@ -142,11 +156,10 @@ class Broker:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mosquitto exited: {self.log_tail()}")
             try:
-                with (
-                    socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
-                    socket.create_connection(("127.0.0.1", self.tls_port), timeout=0.5),
-                ):
-                    return
+                for port in (self.port, self.tls_port, self.mtls_port):
+                    if port:
+                        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"mosquitto did not listen on {self.port}: {self.log_tail()}")

@@ -19,10 +19,14 @@ subscriber (another broker user) counts what reaches the broker. Proven:
   marked ``late``);
 * a door whose key file appears after the start is bridged;
 * a wrong password is refused (nothing published); TLS with the test CA
-  works, and a broker certificate from another CA is refused.
+  works, and a broker certificate from another CA is refused; a listener
+  that requires a client certificate takes the bridge's;
+* Redis restarted under the bridge: it reconnects and publishes what was
+  recorded after, once.
 
 Ports: ``FACEGATE_TEST_BASE_PORT`` + 40 (MQTT), + 41 (MQTT over TLS), + 42
-(the bridge's /healthz), + 50 (Redis of this module).
+(the bridge's /healthz), + 43 (TLS with client certificates), + 50 (Redis
+of this module).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from mqtt_broker import PASSWORD, USER, Broker, Subscriber, find_mosquitto, make
 
 from facegate.adapters.redis_store import RedisStore
 from facegate.core import keys
+from facegate.core.errors import RedisUnavailableError
 from facegate.core.messages import Decision, DoorEvent, Reason
 from facegate.core.signing import DoorSigner
 from facegate.tools.devstack import Stack, StackConfig, StackError, find_redis_server
@@ -55,7 +60,8 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ToolSettings.from_env().test_base_port
-MQTT_PORT, TLS_PORT, HEALTH_PORT, REDIS_BASE = BASE + 40, BASE + 41, BASE + 42, BASE + 50
+MQTT_PORT, TLS_PORT, HEALTH_PORT, MTLS_PORT = BASE + 40, BASE + 41, BASE + 42, BASE + 43
+REDIS_BASE = BASE + 50
 SECRET = "mqtt-integration-secret-0123456789"
 SIGNERS = {door: DoorSigner.derive(SECRET, door) for door in ("gate", "side")}
 _prefixes = itertools.count(1)
@@ -75,7 +81,7 @@ def _missing(what: str) -> None:
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     if find_mosquitto() is None:
         _missing("the MQTT tests need mosquitto (Debian package)")
-    broker = Broker(tmp_path_factory.mktemp("mosquitto"), MQTT_PORT, TLS_PORT)
+    broker = Broker(tmp_path_factory.mktemp("mosquitto"), MQTT_PORT, TLS_PORT, MTLS_PORT)
     broker.start()
     try:
         yield broker
@@ -415,4 +421,50 @@ def test_tls_with_the_test_ca_and_not_with_another(
     time.sleep(2.0)
     status, health = wrong.health()
     assert (status, health["mqtt_connected"], health["mqtt_connects"]) == (503, False, 0)
+    sub.close()
+
+
+def test_a_client_certificate_where_the_broker_requires_one(
+    make_bridge: Any, store: RedisStore, broker: Broker
+) -> None:
+    p = make_bridge.prefix
+    sub = Subscriber(MQTT_PORT, [f"{p}/#"])
+    mtls = {"FACEGATE_MQTT_URL": f"mqtts://127.0.0.1:{MTLS_PORT}",
+            "FACEGATE_MQTT_CA_FILE": str(broker.ca_file)}
+    without = make_bridge(**mtls).start(healthy=False)
+    time.sleep(2.0)
+    assert without.health()[1]["mqtt_connects"] == 0
+    without.stop()
+    bridge = make_bridge(**mtls, FACEGATE_MQTT_CERT_FILE=str(broker.client_cert),
+                         FACEGATE_MQTT_KEY_FILE=str(broker.client_key)).start()
+    sent = record(store)
+    wait_for(lambda: ids_on(sub, f"{p}/gate/event") == {sent.id: 1}, "the event over mTLS")
+    assert bridge.health()[1]["mqtt_connects"] == 1
+    sub.close()
+
+
+# --------------------------------------------------------------------------- Redis restart
+
+
+def test_redis_restarted_under_the_bridge(
+    make_bridge: Any, store: RedisStore, redis_stack: Stack
+) -> None:
+    p = make_bridge.prefix
+    sub = Subscriber(MQTT_PORT, [f"{p}/#"])
+    make_bridge().start()
+    before = record(store, person="alice")
+    wait_for(lambda: ids_on(sub, f"{p}/gate/event"), "the first event")
+    redis_stack.kill("redis")
+    redis_stack.start("redis")  # the AOF keeps the stream
+    after = []
+    deadline = time.monotonic() + 20
+    while len(after) < 2 and time.monotonic() < deadline:
+        try:
+            after.append(record(store, person="bob" if not after else None))
+        except RedisUnavailableError:
+            time.sleep(0.1)
+    want = {e.id: 1 for e in [before, *after]}
+    wait_for(lambda: ids_on(sub, f"{p}/gate/event") == want, "the events after the restart")
+    time.sleep(1.0)
+    assert ids_on(sub, f"{p}/gate/event") == want
     sub.close()
