@@ -53,6 +53,7 @@ from facegate.core.errors import ConfigError, RedisUnavailableError
 from facegate.core.event_verify import DoorKeys, EventRejected, verify_event
 from facegate.core.ids import stream_id_key
 from services.mqtt.publisher import Publisher
+from services.mqtt.settings import MqttSettings
 from services.mqtt.state import Cursors, read_keys_dir
 from services.mqtt.topics import Topics, discovery_messages, messages_for
 
@@ -181,7 +182,7 @@ class Bridge:
         redis_client: redis.Redis,
         publisher: Publisher,
         cursors: Cursors,
-        settings: Any,
+        settings: MqttSettings,
         *,
         version: str = "0",
     ) -> None:
@@ -190,8 +191,8 @@ class Bridge:
         self.cursors = cursors
         self.topics: Topics = publisher.topics
         self.keys_dir = settings.mqtt_keys_dir
-        self.rescan_s: float = settings.mqtt_rescan_s
-        self.discovery: bool = settings.mqtt_discovery
+        self.rescan_s = settings.mqtt_rescan_s
+        self.discovery = settings.mqtt_discovery
         self.version = version
         self.doors: dict[str, DoorBridge] = {}
         self.rejected: collections.Counter[str] = collections.Counter()
