@@ -139,16 +139,22 @@ class DoorBridge:
         else:
             return
         self.subscribed = True
+        try:
+            self._bridge()
+        except Exception:  # a dead door must show on /healthz, not vanish
+            log.exception("door %s: stopped by an unexpected error", self.door)
+        finally:
+            self.subscribed = False
+            self.listener.close()
+
+    def _bridge(self) -> None:
         bridge = self.bridge
         for message in discovery_messages(bridge.topics, self.door, bridge.version):
             if bridge.discovery and not bridge.publisher.publish(message, self.stop_event):
                 return
-        try:
-            for item in self.listener.events():
-                if not self._handle(item):
-                    return
-        finally:
-            self.listener.close()
+        for item in self.listener.events():
+            if not self._handle(item):
+                return
 
     def _handle(self, item: Received) -> bool:
         """Publish one verified event; ``False`` when stopped midway."""
@@ -165,7 +171,14 @@ class DoorBridge:
         for message in messages_for(self.bridge.topics, event, late=item.detail == LATE):
             if not self.bridge.publisher.publish(message, self.stop_event):
                 return False
-        self.bridge.cursors.save(self.door, event.stream_id)
+        while True:  # published: the cursor must follow before the next event
+            try:
+                self.bridge.cursors.save(self.door, event.stream_id)
+                break
+            except OSError as exc:
+                log.error("door %s: cursor not written (%s); retrying", self.door, exc)
+                if self.stop_event.wait(1.0):
+                    return False
         self.cursor = event.stream_id
         self.published += 1
         log.info("door %s: published %s %s (%s)", self.door, event.decision.value,

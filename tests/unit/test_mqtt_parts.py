@@ -24,10 +24,10 @@ SIGNER = DoorSigner.derive("unit-test-secret-for-the-bridge-0123", "gate")
 
 
 def event(*, person: str | None = "alice", issued: float | None = None, ttl: float = 30.0,
-          stream_id: str = "1767000000000-0") -> DoorEvent:
+          stream_id: str = "1767000000000-0", event_id: str = "a" * 32) -> DoorEvent:
     now = time.time() if issued is None else issued
     return DoorEvent(
-        id="a" * 32, upload_id="b" * 32, door="gate", camera="cam1",
+        id=event_id, upload_id="b" * 32, door="gate", camera="cam1",
         decision=Decision.OPEN if person else Decision.DENY,
         reason=Reason.GRANTED if person else Reason.UNKNOWN_PERSON,
         person=person, distance=0.3, issued_at=now, expires_at=now + ttl, stream_id=stream_id,
@@ -192,3 +192,56 @@ def test_the_stack_runs_the_bridge_only_with_a_broker_and_hands_it_no_secret(
     assert env["FACEGATE_MQTT_KEYS_DIR"] == str(stack.state_dir / "mqtt" / "keys")
     settings = MqttSettings.from_env({k: v for k, v in env.items() if k.startswith("FACEGATE_")})
     assert settings.tls and settings.mqtt_state_dir == stack.state_dir / "mqtt" / "state"
+
+
+# --------------------------------------------------------------------------- one door's thread
+
+
+class FakeCursors:
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.saved: list[str] = []
+
+    def save(self, door: str, stream_id: str) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError("disk full")
+        self.saved.append(stream_id)
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def publish(self, message: object, stop: object) -> bool:
+        self.sent.append(message.topic)  # type: ignore[attr-defined]
+        return True
+
+
+def test_a_door_publishes_then_moves_its_cursor_and_refuses_what_is_not_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+    from types import SimpleNamespace
+
+    from services.mqtt.bridge import DoorBridge
+
+    rejected: list[str] = []
+    fake = SimpleNamespace(
+        redis=None, topics=Topics(), publisher=FakePublisher(), cursors=FakeCursors(failures=1),
+        count_rejected=lambda door, reason, detail: rejected.append(reason),
+    )
+    door = DoorBridge(fake, "gate", SIGNER.public_key)  # type: ignore[arg-type]
+    door.cursor = "1767000000000-0"
+    monkeypatch.setattr(threading.Event, "wait", lambda self, timeout=None: False)
+    fresh = door.listener.check(SIGNER.sign(event(stream_id="1767000000005-0")))
+    assert door._handle(fresh)
+    assert fake.publisher.sent == ["facegate/gate/event", "facegate/gate/last_person"]
+    assert fake.cursors.saved == ["1767000000005-0"] and door.cursor == "1767000000005-0"
+    older = door.listener.check(SIGNER.sign(event(stream_id="1767000000003-0",
+                                                  event_id="c" * 32)))
+    assert older.event is not None  # authentic and new to the process guard...
+    assert door._handle(older)  # ...but not after the cursor: not published
+    forged = door.listener.check(b'{"alg": "none"}')
+    assert door._handle(forged)
+    assert rejected == ["replayed", "malformed"] and len(fake.publisher.sent) == 2
