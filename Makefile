@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@bash scripts/ensure-redis.sh
+	@bash scripts/ensure-mosquitto.sh
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -51,6 +52,7 @@ bench: install
 	$(PY) bench/encoder_chips.py
 	$(PY) bench/identify.py
 	$(PY) bench/lock_events.py
+	$(PY) bench/mqtt_bridge.py
 	$(PY) bench/openset.py
 	$(PY) bench/detector_sizes.py
 	$(PY) bench/image_memory.py

@@ -43,7 +43,15 @@ MINIO_INIT = ROOT / "deploy" / "minio_init.py"
 MINIO_DOCKERFILE = ROOT / "deploy" / "minio" / "Dockerfile"
 MINIO_RELEASE = "RELEASE.2025-10-15T17-29-55Z"
 
-SERVICES = {"redis", "minio", "minio-init", "ingest", "encoder", "matcher"}
+SERVICES = {
+    "redis", "minio", "minio-init", "ingest", "encoder", "matcher", "mosquitto", "mqtt-bridge",
+}
+PROFILES = {"mosquitto": ["mqtt"], "mqtt-bridge": ["mqtt"]}
+"""Opt-in services (``docker compose --profile NAME``); the rest always run."""
+PROFILE_SECRETS = {"FACEGATE_MQTT_PASSWORD"}
+"""Secrets of opt-in profiles: compose interpolates every service before it
+applies profiles, so a ``:?`` here would be demanded of every install; they
+are ``${VAR-}`` and the profile's service refuses to start without them."""
 ONE_SHOT = {"minio-init"}
 FACEGATE_SERVICES: dict[str, type[CommonSettings]] = {
     "ingest": IngestSettings,
@@ -270,6 +278,9 @@ def test_secrets_have_no_working_default() -> None:
     seen: set[str] = set()
     for path in (COMPOSE, CPU_OVERRIDE):
         for match in references(path):
+            if match["name"] in PROFILE_SECRETS:
+                assert (match["op"], match["arg"]) == ("-", ""), match[0]
+                continue
             if is_secret(match["name"]):
                 seen.add(match["name"])
                 assert match["op"] == ":?", f"{path.name}: {match[0]} has a default"
@@ -800,3 +811,51 @@ def test_docker_compose_refuses_the_example_env_unfilled(compose_cli: list[str])
     done = _run_config(compose_cli, ENV_EXAMPLE, COMPOSE)
     assert done.returncode != 0
     assert "required variable" in done.stderr and "is missing a value" in done.stderr
+
+
+# ---------------------------------------------------------------- profile mqtt
+
+
+def test_profiles(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        assert service.get("profiles") == PROFILES.get(name), name
+
+
+def test_mqtt_bridge_environment_is_a_valid_config(services: dict[str, dict[str, Any]]) -> None:
+    """The bridge reads door events as a lock does (Redis user ``locks``),
+    holds no facegate secret, and its settings accept what compose builds."""
+    from services.mqtt.settings import MqttSettings
+
+    bridge = services["mqtt-bridge"]
+    assert bridge["command"] == ["python", "-m", "services.mqtt"]
+    assert bridge["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile",
+                               "args": {"EXTRAS": "[mqtt]"}}
+    raw = env_of(bridge)
+    dummy = {**DUMMY_ENV, "FACEGATE_MQTT_USERNAME": "bridge",
+             "FACEGATE_MQTT_PASSWORD": "mqtt-7c2e9a4b1d8f3e60a5b9c2d7e1f4a8b3"}
+    env = {k: interpolate(v, dummy) for k, v in raw.items()}
+    settings = MqttSettings.from_env(env)
+    lock_password = DUMMY_ENV["FACEGATE_LOCK_REDIS_PASSWORD"]
+    assert settings.mqtt_redis_url == f"redis://locks:{lock_password}@redis:6379/0"
+    assert settings.mqtt_url == "mqtt://mosquitto:1883"
+    assert settings.mqtt_password is not None
+    for secret in ("FACEGATE_SIGNING_SECRET", "FACEGATE_S3_SECRET_KEY", "FACEGATE_REDIS_PASSWORD"):
+        assert not any(m["name"] == secret for v in raw.values() for m in referenced(v)), secret
+    assert "./deploy/mqtt-keys:/etc/facegate/mqtt-keys:ro" in bridge["volumes"]
+    assert (ROOT / "deploy" / "mqtt-keys").is_dir()
+    assert set(bridge["depends_on"]) == {"redis", "mosquitto"}
+    assert "18790/healthz" in " ".join(bridge["healthcheck"]["test"])
+
+
+def test_mosquitto_refuses_anonymous_clients_and_empty_credentials(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    mosquitto = services["mosquitto"]
+    assert re.fullmatch(r"eclipse-mosquitto:2\.\d+\.\d+", mosquitto["image"])
+    command = " ".join(mosquitto["command"])
+    assert '[ -z "$$MQTT_USERNAME" ] || [ -z "$$MQTT_PASSWORD" ]' in command
+    assert "exit 1" in command.split("mosquitto_passwd")[0]
+    conf = (ROOT / "deploy" / "mosquitto" / "mosquitto.conf").read_text(encoding="utf-8")
+    assert "allow_anonymous false" in conf.splitlines()
+    (port,) = mosquitto["ports"]
+    assert interpolate(port, {}) == "127.0.0.1:1883:1883"

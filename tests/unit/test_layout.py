@@ -181,6 +181,8 @@ NO_TENSORFLOW = [
     "services.matcher.__main__",
     "services.matcher.app",
     "services.encoder.__main__",
+    "services.mqtt.__main__",
+    "services.mqtt.app",
     "facegate.clients.lock",
     "facegate.clients.camera",
     "facegate.clients.admin",

@@ -67,6 +67,7 @@ EXTERNAL_VARIABLES = frozenset(
         "FACEGATE_REDIS_PUBLISH",
         "FACEGATE_INGEST_PUBLISH",
         "FACEGATE_IMAGE_TAG",
+        "FACEGATE_MQTT_PUBLISH",
     }
 )
 """Variables docker compose interpolates (deploy/.env.example); no Python

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ def _stack(args: argparse.Namespace) -> Any:
         over["matchers"] = args.matchers
     if getattr(args, "ready_timeout", None) is not None:
         over["ready_timeout_s"] = args.ready_timeout
+    if os.environ.get("FACEGATE_MQTT_URL", "").strip():  # the MQTT bridge runs too
+        over["mqtt_url"] = os.environ["FACEGATE_MQTT_URL"].strip()
     return Stack(StackConfig.default(args.state_dir, **over))
 
 
@@ -39,6 +42,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     _print_status(stack.up())
     print(f"ingest: {stack.config.ingest_url}   S3: {stack.config.s3_endpoint}   "
           f"Redis: {stack.config.redis_url}")
+    if stack.config.mqtt_url:
+        from facegate.tools.devstack.mqtt import health_url
+
+        print(f"MQTT bridge -> {stack.config.mqtt_url}   health: {health_url(stack)}")
     print("the facegate commands use this stack's settings; `facegate stack env` exports them")
     return 0
 

@@ -70,6 +70,9 @@ class StackConfig:
     """SIGTERM, then SIGKILL after this long."""
     extra_env: Mapping[str, str] = field(default_factory=dict)
     """More FACEGATE_* settings for the services (batch size, threshold...)."""
+    mqtt_url: str | None = None
+    """The broker of the MQTT bridge, which runs only when this is set
+    (``facegate stack up`` takes ``FACEGATE_MQTT_URL``; :mod:`~facegate.tools.devstack.mqtt`)."""
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.services if s not in SERVICE_NAMES]

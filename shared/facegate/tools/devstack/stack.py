@@ -31,13 +31,8 @@ from facegate.tools.devstack.config import (
     WORKERS,
     StackConfig,
 )
-from facegate.tools.devstack.processes import (
-    StackError,
-    _alive,
-    _cmdline,
-    _http_ok,
-    _write_private,
-)
+from facegate.tools.devstack.mqtt import bridge_spec
+from facegate.tools.devstack.processes import StackError, _alive, _cmdline, _http_ok, _write_private
 from facegate.tools.devstack.specs import (
     _Spec,
     redis_argv,
@@ -157,7 +152,7 @@ class Stack:
                 names += [f"matcher-{i}" for i in range(1, self.config.matchers + 1)]
             else:
                 names.append(service)
-        return names
+        return [*names, "mqtt"] if self.config.mqtt_url else names
 
     def _python_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FACEGATE_")}
@@ -206,6 +201,8 @@ class Stack:
                 env=self._python_env(),
                 ready_file=ready,
             )
+        if name == "mqtt":
+            return bridge_spec(self)
         raise ConfigError(f"unknown stack process {name!r}")
 
     # --- start / stop ----------------------------------------------------------------

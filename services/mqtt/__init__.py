@@ -1,0 +1,1 @@
+"""The MQTT bridge: verified door events to an MQTT broker, with Home Assistant discovery."""
