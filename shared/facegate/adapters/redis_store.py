@@ -36,6 +36,7 @@ import numpy.typing as npt
 import redis
 
 from facegate.adapters.redis_approaches import RedisApproaches
+from facegate.adapters.redis_audit import RedisAudit
 from facegate.adapters.redis_claims import RedisIngestState
 from facegate.adapters.redis_codec import (
     FORMAT_VERSION,
@@ -62,7 +63,7 @@ from facegate.core.policy import DoorPolicy
 log = logging.getLogger(__name__)
 
 
-class RedisStore(RedisIngestState, RedisDoorEvents, RedisApproaches):
+class RedisStore(RedisIngestState, RedisDoorEvents, RedisApproaches, RedisAudit):
     """All of facegate's Redis state, behind one small interface (the
     decisions, streams and key versions are :class:`RedisDoorEvents`, the
     approaches' part is in :mod:`facegate.adapters.redis_approaches`;

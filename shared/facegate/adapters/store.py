@@ -15,6 +15,7 @@ Each service depends only on the part it uses::
     DecisionStore   the exactly-once decision, the door and audit streams
     ApproachStore   frames of one approach: at most one OPEN, one DENY at the window's end
     ReplyStore      enrolment results for the waiting administrator
+    AuditStore      administrative changes, in the audit stream (who, what, when)
 
 How a door event gets its stream id and signature, the same for every store
 and every kind of record: :mod:`facegate.adapters.recording` (its names are
@@ -44,6 +45,7 @@ from facegate.adapters.recording import (
     record_signed,
     stream_id_after,
 )
+from facegate.core.audit import AdminAction
 from facegate.core.errors import BadMessageError
 from facegate.core.messages import DoorEvent
 from facegate.core.policy import DoorPolicy
@@ -281,6 +283,14 @@ class ReplyStore(Protocol):
     def wait_reply(self, upload_id: str, timeout_s: float) -> bytes | None: ...
 
 
+class AuditStore(Protocol):
+    def record_admin(self, action: AdminAction) -> str:
+        """Append an administrative change to the audit stream; its id."""
+
+    def admin_actions(self, count: int = 20) -> list[tuple[str, AdminAction]]:
+        """The newest ``count`` admin records, newest first."""
+
+
 class MatcherStore(ProbeStore, GalleryStore, DoorStore, DecisionStore, ApproachStore, Protocol):
     """What the matcher reads and writes."""
 
@@ -309,6 +319,7 @@ class Store(
     DecisionStore,
     ApproachStore,
     ReplyStore,
+    AuditStore,
     Protocol,
 ):
     """Everything (what the administrator and the tools use)."""
@@ -319,6 +330,7 @@ __all__ = [
     "RECORD_ATTEMPTS",
     "ApproachState",
     "ApproachStore",
+    "AuditStore",
     "Claim",
     "ClaimStore",
     "DecisionStore",

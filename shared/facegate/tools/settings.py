@@ -13,6 +13,10 @@ class ToolSettings(Settings):
     ingest_url: str | None = Field(
         None, description="where `facegate snap` and cameras reach ingest (default: host/port)"
     )
+    console_url: str | None = Field(
+        None, description="the operators' console (set by `facegate stack env`; printed by "
+        "`facegate stack status`)"
+    )
     lfw_dir: OptionalPath = Field(
         None, description="LFW View 1 for the lfw tests (default ../shared/data/lfw-view1)"
     )
