@@ -17,6 +17,10 @@ class ToolSettings(Settings):
         None, description="the operators' console (set by `facegate stack env`; printed by "
         "`facegate stack status`)"
     )
+    console_screenshots: OptionalPath = Field(
+        None, description="where the console's browser test saves its page screenshots "
+        "(default: a temporary folder; docs/console to refresh the README's)"
+    )
     lfw_dir: OptionalPath = Field(
         None, description="LFW View 1 for the lfw tests (default ../shared/data/lfw-view1)"
     )
