@@ -29,6 +29,7 @@ import yaml
 from secrets_env import with_secrets
 
 from facegate.runtime.settings import CommonSettings
+from services.console.settings import ConsoleSettings
 from services.encoder.settings import EncoderSettings
 from services.ingest.settings import IngestSettings
 from services.matcher.settings import MatcherSettings
@@ -43,12 +44,13 @@ MINIO_INIT = ROOT / "deploy" / "minio_init.py"
 MINIO_DOCKERFILE = ROOT / "deploy" / "minio" / "Dockerfile"
 MINIO_RELEASE = "RELEASE.2025-10-15T17-29-55Z"
 
-SERVICES = {"redis", "minio", "minio-init", "ingest", "encoder", "matcher"}
+SERVICES = {"redis", "minio", "minio-init", "ingest", "encoder", "matcher", "console"}
 ONE_SHOT = {"minio-init"}
 FACEGATE_SERVICES: dict[str, type[CommonSettings]] = {
     "ingest": IngestSettings,
     "encoder": EncoderSettings,
     "matcher": MatcherSettings,
+    "console": ConsoleSettings,
 }
 
 # `${NAME}`, `${NAME:-default}`, `${NAME-default}`, `${NAME:?message}`, ...
