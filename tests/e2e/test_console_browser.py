@@ -2,8 +2,8 @@
 Chromium) on the whole running pipeline: sign in, add a door, enrol a
 person from photos through the encoder (and see a photo refused with its
 reason), ``facegate snap`` at the door and watch the OPEN arrive on the Live
-page with its snapshot, find it in the Log, revoke the person; a viewer sees
-no control that changes anything. Each page is saved as a screenshot
+page with its snapshot, find it in the Log and make its snapshot a template,
+revoke the person; a viewer sees no control that changes anything. Each page is saved as a screenshot
 (``FACEGATE_CONSOLE_SCREENSHOTS``, e.g. ``docs/console`` to refresh the
 README's)."""
 
@@ -164,6 +164,10 @@ def test_console_in_a_browser(
     page.goto(f"{site.stack.config.console_url}/log?door={DOOR}&decision=OPEN")
     opened = page.locator("#log tbody tr.open")
     assert opened.count() == 1 and "obama" in opened.first.inner_text()
+    # the snapshot becomes a third template, through the encoder
+    opened.first.locator("form.snapshot-template button").click()
+    page.wait_for_selector("p.notice", timeout=120_000)
+    assert "Enrolled obama: 1 new template(s), 3 in all" in page.inner_text("p.notice")
     page.goto(f"{site.stack.config.console_url}/log")
     text = page.inner_text("#log")
     assert f"console:{ADMIN}" in text and "enrol_refused" in text and "door_set" in text
@@ -192,6 +196,7 @@ def test_console_in_a_browser(
     assert "Revoked obama" in page.inner_text("p.notice")
     assert "obama" not in site.store.people()
     assert site.objects.list_objects("enroll/obama/") == []
+    assert site.objects.list_objects(f"uploads/{DOOR}/") == []  # the door snapshot too
     door = site.store.get_door(DOOR)
     assert door is not None and "obama" not in door.allowed
     page.close()
