@@ -3,9 +3,9 @@ Chromium) on the whole running pipeline: sign in, add a door, enrol a
 person from photos through the encoder (and see a photo refused with its
 reason), ``facegate snap`` at the door and watch the OPEN arrive on the Live
 page with its snapshot, find it in the Log and make its snapshot a template,
-revoke the person; a viewer sees no control that changes anything. Each page is saved as a screenshot
-(``FACEGATE_CONSOLE_SCREENSHOTS``, e.g. ``docs/console`` to refresh the
-README's)."""
+revoke the person; a viewer sees no control that changes anything. Each
+page is saved as a screenshot (``FACEGATE_CONSOLE_SCREENSHOTS``, e.g.
+``docs/console`` to refresh the README's)."""
 
 from __future__ import annotations
 
