@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"stack left running; stop it with "
                   f"`facegate stack down --state-dir {stack.state_dir}`")
-    if ok:
+    if console[0]:
         name, password = console
         state = "running" if args.keep else "stopped with the stack: run the demo with --keep"
         print(f"\noperators' console: {stack.config.console_url} ({state})\n"
