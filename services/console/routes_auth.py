@@ -10,6 +10,7 @@ import secrets
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from facegate.core.operators import csrf_matches
 from services.console.auth import Refusal, SignInRefusedError
@@ -66,7 +67,7 @@ async def login(request: Request) -> Response:
     ip = request.client.host if request.client else "unknown"
     app = console(request)
     try:
-        token, _ = app.auth.sign_in(name, password, ip)
+        token, _ = await run_in_threadpool(app.auth.sign_in, name, password, ip)
     except SignInRefusedError as exc:
         if exc.why is Refusal.LOCKED:
             minutes = max(1, app.settings.console_lockout_s // 60)
@@ -87,10 +88,10 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    session = current(request)
+    session = await run_in_threadpool(current, request)
     form = await form_of(request)
     console(request).auth.require_csrf(session, str(form.get("csrf") or ""))
-    console(request).auth.sign_out(request.cookies.get(COOKIE))
+    await run_in_threadpool(console(request).auth.sign_out, request.cookies.get(COOKIE))
     response = see_other("/login")
     response.delete_cookie(COOKIE, path="/")
     return response

@@ -141,7 +141,7 @@ async def live_events(request: Request, session: SignedIn) -> Response:
         quiet_since = time.monotonic()
         yield b"retry: 2000\n\n"
         while not await request.is_disconnected():
-            if app.auth.session(request.cookies.get(COOKIE)) is None:
+            if await run_in_threadpool(app.auth.session, request.cookies.get(COOKIE)) is None:
                 yield b"event: signed-out\ndata: {}\n\n"
                 return
             new = await run_in_threadpool(_read_new, app, last)

@@ -63,15 +63,16 @@ async def _enrol(
             timeout_s=app.settings.console_enrol_timeout_s,
         )
     except PhotosRefusedError as exc:
-        return _page(
-            request, 422, error=f"{person} was not enrolled: nothing was stored.",
+        return await run_in_threadpool(
+            _page, request, 422, error=f"{person} was not enrolled: nothing was stored.",
             refused=[(p.name, p.problem or "fine") for p in exc.photos],
         )
     except UnknownDoorError as exc:
-        return _page(request, 404, error=str(exc))
+        return await run_in_threadpool(_page, request, 404, error=str(exc))
     except NoAnswerError as exc:
-        return _page(request, 503, error=f"{exc}. Nothing was enrolled.")
-    return _page(
+        return await run_in_threadpool(_page, request, 503, error=f"{exc}. Nothing was enrolled.")
+    return await run_in_threadpool(
+        _page,
         request,
         notice=f"Enrolled {result.person}: {len(result.templates)} new template(s), "
         f"{result.total_templates} in all"
@@ -89,13 +90,13 @@ async def enrol(request: Request) -> Response:
     try:
         keys.check_person(name)
     except BadMessageError as exc:
-        return _page(request, 400, error=str(exc))
+        return await run_in_threadpool(_page, request, 400, error=str(exc))
     uploads = [f for f in form.getlist("photos") if isinstance(f, UploadFile) and f.filename]
     if not uploads:
-        return _page(request, 400, error="Choose at least one photo.")
+        return await run_in_threadpool(_page, request, 400, error="Choose at least one photo.")
     if len(uploads) > app.settings.console_max_photos:
-        return _page(
-            request, 400, error=f"At most {app.settings.console_max_photos} photos at a time."
+        return await run_in_threadpool(
+            _page, request, 400, error=f"At most {app.settings.console_max_photos} photos at a time."
         )
     checked: list[Checked] = []
     for upload in uploads:
@@ -106,8 +107,8 @@ async def enrol(request: Request) -> Response:
     bad = [c for c in checked if c.problem is not None]
     if bad:
         status = 413 if all("too large" in (c.problem or "") for c in bad) else 415
-        return _page(
-            request, status, error=f"{name} was not enrolled: nothing was stored.",
+        return await run_in_threadpool(
+            _page, request, status, error=f"{name} was not enrolled: nothing was stored.",
             refused=[(c.name, c.problem or "fine") for c in checked],
         )
     doors = [d for d in form.getlist("doors") if isinstance(d, str) and d]
@@ -144,11 +145,13 @@ async def revoke(person: str, request: Request) -> Response:
     app = console(request)
     name = _person(person)
     if str(form.get("confirm") or "").strip() != name:
-        return _page(request, 400, error=f"Type {name} to confirm the revocation.")
+        message = f"Type {name} to confirm the revocation."
+        return await run_in_threadpool(_page, request, 400, error=message)
     if name not in await run_in_threadpool(app.store.people):
         raise PageError(404, "Unknown person", f"{name} is not enrolled.")
     result = await run_in_threadpool(app.admin(session).revoke, name)
-    return _page(
+    return await run_in_threadpool(
+        _page,
         request,
         notice=f"Revoked {result.person}: templates erased, {result.photos_deleted} enrolment "
         f"photo(s) and {result.snapshots_deleted} door snapshot(s) deleted"

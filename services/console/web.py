@@ -24,6 +24,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
 from facegate.core.operators import Session
 from services.console.auth import CsrfRefusedError, ForbiddenError
@@ -77,7 +78,7 @@ async def form_of(request: Request) -> Any:
 async def changing(request: Request) -> tuple[Session, Any]:
     """A state-changing form: signed in, an admin, and the right CSRF token
     (checked in that order, before anything is written)."""
-    session = current(request)
+    session = await run_in_threadpool(current, request)
     form = await form_of(request)
     auth = console(request).auth
     token = form.get("csrf")
