@@ -95,8 +95,9 @@ async def enrol(request: Request) -> Response:
     if not uploads:
         return await run_in_threadpool(_page, request, 400, error="Choose at least one photo.")
     if len(uploads) > app.settings.console_max_photos:
+        most = app.settings.console_max_photos
         return await run_in_threadpool(
-            _page, request, 400, error=f"At most {app.settings.console_max_photos} photos at a time."
+            _page, request, 400, error=f"At most {most} photos at a time."
         )
     checked: list[Checked] = []
     for upload in uploads:
