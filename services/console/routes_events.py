@@ -10,16 +10,17 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import redis
+import redis.asyncio as aioredis
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from facegate.adapters.redis_codec import text, translated
+from facegate.adapters.redis_codec import text
 from facegate.core import keys
 from facegate.core.messages import Reason
-from services.console.deps import Console
 from services.console.logview import LogFilter, event_fields, query, to_csv
-from services.console.web import COOKIE, PageError, SignedIn, console, render
+from services.console.web import COOKIE, PageError, SignedIn, console, log, render
 
 router = APIRouter()
 
@@ -98,33 +99,31 @@ def _is_stream_id(value: str) -> bool:
     return bool(sep) and ms.isdigit() and seq.isdigit() and len(value) < 42
 
 
-def _last_ids(app: Console, doors: list[str]) -> dict[str, str]:
+async def _last_ids(client: Any, doors: list[str]) -> dict[str, str]:
+    """Where each door's stream is now: the Live page shows what comes after."""
     out = {}
-    with translated("live"):
-        for door in doors:
-            newest: Any = app.store.client.xrevrange(keys.door_stream(door), count=1)
-            out[door] = str(text(newest[0][0])) if newest else "0-0"
+    for door in doors:
+        newest = await client.xrevrange(keys.door_stream(door), count=1)
+        out[door] = str(text(newest[0][0])) if newest else "0-0"
     return out
 
 
-def _read_new(app: Console, last: dict[str, str]) -> list[tuple[str, str, dict[str, Any]]]:
-    """Block up to 1 s for new door events: ``(door, stream id, event)``."""
-    streams = {keys.door_stream(d): i for d, i in last.items()}
-    if not streams:
-        time.sleep(1.0)
+async def _read_new(client: Any, last: dict[str, str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """Wait up to 1 s for new door events: ``(door, stream id, event)``."""
+    if not last:
+        await asyncio.sleep(1.0)
         return []
-    with translated("live"):
-        got: Any = app.store.client.xread(streams, count=100, block=1000)  # type: ignore[arg-type]
+    streams = {keys.door_stream(d): i for d, i in last.items()}
+    got = await client.xread(streams, count=100, block=1000)
     out = []
     for stream, entries in got or []:
-        door = str(text(stream)).rsplit(":", 1)[-1]
+        door = str(text(stream)).split(":")[2]
         for sid, fields in entries:
             sid_s = str(text(sid))
             last[door] = sid_s
             try:
-                event = json.loads(fields[b"event"])["event"]
-                out.append((door, sid_s, event))
-            except (KeyError, ValueError):
+                out.append((door, sid_s, json.loads(fields[b"event"])["event"]))
+            except (KeyError, ValueError, TypeError):
                 continue
     return out
 
@@ -136,15 +135,27 @@ async def live_events(request: Request, session: SignedIn) -> Response:
     only = request.query_params.get("door") or None
 
     async def stream() -> AsyncIterator[bytes]:
+        # one asyncio connection per viewer: waiting for events holds no thread
+        client = aioredis.Redis.from_url(app.settings.redis_url, socket_timeout=10.0)
+        try:
+            async for chunk in _events(client):
+                yield chunk
+        except redis.RedisError as exc:
+            log.warning("live events: %s", exc)
+            yield b"event: unavailable\ndata: {}\n\n"
+        finally:
+            await client.aclose()
+
+    async def _events(client: Any) -> AsyncIterator[bytes]:
         doors = [d for d in await run_in_threadpool(app.store.list_doors) if not only or d == only]
-        last = await run_in_threadpool(_last_ids, app, doors)
+        last = await _last_ids(client, doors)
         quiet_since = time.monotonic()
         yield b"retry: 2000\n\n"
         while not await request.is_disconnected():
             if await run_in_threadpool(app.auth.session, request.cookies.get(COOKIE)) is None:
                 yield b"event: signed-out\ndata: {}\n\n"
                 return
-            new = await run_in_threadpool(_read_new, app, last)
+            new = await _read_new(client, last)
             for door, sid, event in new:
                 payload = {"stream_id": sid, "at": event.get("issued_at"), **event_fields(event)}
                 payload["time_utc"] = time.strftime(

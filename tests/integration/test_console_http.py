@@ -257,3 +257,60 @@ def test_expired_and_signed_out_sessions(
     r = client.post("/logout", data={"csrf": csrf_of(client)})
     assert r.status_code == 303
     assert client.get("/doors").status_code == 303
+
+
+def test_live_events_stream_new_door_events(console_url: str, site: RedisStore) -> None:
+    import json
+    import threading
+    import time
+
+    from store_contract import event, sign
+
+    from facegate.core.messages import Decision, Reason
+
+    client, _ = sign_in(console_url, "vic")  # viewers watch too
+    old = event(upload_id="1" * 32)
+    assert site.record_decision(old, sign) is not None  # before the page opened: not shown
+    new = event(upload_id="2" * 32, decision=Decision.OPEN, reason=Reason.GRANTED,
+                person="alice", distance=0.31, issued_at=time.time(),
+                expires_at=time.time() + 30, stamps={"uploaded": time.time() - 0.25})
+
+    def later() -> None:
+        time.sleep(1.5)
+        site.record_decision(new, sign)
+
+    got: list[dict[str, object]] = []
+    writer = threading.Thread(target=later)
+    with client.stream("GET", "/live/events", timeout=20.0) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        writer.start()
+        kind = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: ") and kind == "decision":
+                got.append(json.loads(line[6:]))
+                break
+    writer.join()
+    assert len(got) == 1
+    shown = got[0]
+    assert shown["upload_id"] == "2" * 32 and shown["decision"] == "OPEN"
+    assert shown["person"] == "alice" and shown["distance"] == "0.310"
+    assert shown["snapshot"] == f"/snapshots/front/cam/{'2' * 32}"
+    assert 200 <= int(str(shown["latency_ms"])) <= 2000
+
+
+def test_unknown_things_and_bad_filters(console_url: str, site: RedisStore) -> None:
+    client, _ = sign_in(console_url, "vic")
+    assert client.get(f"/snapshots/front/cam/{'0' * 32}").status_code == 404
+    assert client.get("/snapshots/front/cam/not-an-id").status_code == 404
+    assert client.get("/people/nobody/photo").status_code == 404
+    assert client.get("/calibration/nope").status_code == 404
+    assert client.get("/log", params={"decision": "MAYBE"}).status_code == 400
+    assert client.get("/log", params={"reason": "because"}).status_code == 400
+    assert client.get("/log", params={"since": "yesterday"}).status_code == 400
+    assert client.get("/log", params={"before": "x; DROP"}).status_code == 400
+    assert client.get("/login", params={"next": "//evil.example"}).status_code == 200
+    page = client.get("/login", params={"next": "//evil.example"})
+    assert 'value="//evil.example"' not in page.text
