@@ -26,7 +26,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ADMIN, VIEWER = "facilities", "frontdesk"
 PASSWORD = "browser-test-password-7"
-DOOR = "atrium"
+DOOR = "reception"
+PERSON = "hopper"
+"""Names no other end-to-end test uses (they share one stack): Grace Hopper's
+portrait (matplotlib's sample data), enrolled from it and its mirror image."""
 
 
 def facegate(site: Site, *args: str, stdin: str | None = None, timeout: float = 120.0) -> str:
@@ -41,13 +44,30 @@ def facegate(site: Site, *args: str, stdin: str | None = None, timeout: float = 
     return proc.stdout
 
 
-@pytest.fixture(scope="module")
-def photos(samples_dir: Path) -> dict[str, bytes]:
-    from facegate.tools.demo import no_face_picture
+def _jpeg(image: Any) -> bytes:
+    import io
 
-    out = {n: (samples_dir / n).read_bytes() for n in ("obama.jpg", "obama2.jpg", "obama3.jpg")}
-    out["landscape.jpg"] = no_face_picture()
-    return out
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=92)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, bytes]:
+    from PIL import Image, ImageOps
+
+    from facegate.tools.demo import no_face_picture
+    from facegate.tools.samples import grace_hopper_path
+
+    portrait = Image.open(grace_hopper_path()).convert("RGB")
+    w, h = portrait.size
+    return {
+        "hopper.jpg": _jpeg(portrait),
+        "hopper_mirror.jpg": _jpeg(ImageOps.mirror(portrait)),
+        # the camera's view: a tighter, smaller frame of her
+        "camera.jpg": _jpeg(portrait.crop((w // 10, 0, w - w // 10, h)).resize((w // 2, h // 2))),
+        "landscape.jpg": no_face_picture(),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -111,28 +131,28 @@ def test_console_in_a_browser(
     page.screenshot(path=str(shots / "doors.png"), full_page=True)
 
     # --- enrolment: refused photo first (nothing stored), then the real ones ------------
-    for name in ("obama.jpg", "obama2.jpg", "landscape.jpg"):
+    for name in ("hopper.jpg", "hopper_mirror.jpg", "landscape.jpg"):
         (tmp_path / name).write_bytes(photos[name])
     page.goto(f"{site.stack.config.console_url}/people")
-    page.fill("#enrol input[name=name]", "obama")
+    page.fill("#enrol input[name=name]", PERSON)
     page.set_input_files("#enrol input[name=photos]",
-                         [str(tmp_path / "obama.jpg"), str(tmp_path / "landscape.jpg")])
+                         [str(tmp_path / "hopper.jpg"), str(tmp_path / "landscape.jpg")])
     page.check(f"#enrol input[name=doors][value={DOOR}]")
     page.click("#enrol button[type=submit]")
     page.wait_for_selector("table.refused", timeout=120_000)
     refused = page.inner_text("table.refused")
     assert "landscape.jpg" in refused and "no face" in refused
-    assert "obama" not in site.store.people()
-    page.fill("#enrol input[name=name]", "obama")
+    assert PERSON not in site.store.people()
+    page.fill("#enrol input[name=name]", PERSON)
     page.set_input_files("#enrol input[name=photos]",
-                         [str(tmp_path / "obama.jpg"), str(tmp_path / "obama2.jpg")])
+                         [str(tmp_path / "hopper.jpg"), str(tmp_path / "hopper_mirror.jpg")])
     page.check(f"#enrol input[name=doors][value={DOOR}]")
     page.click("#enrol button[type=submit]")
     page.wait_for_selector("p.notice", timeout=120_000)
-    assert "Enrolled obama: 2 new template(s)" in page.inner_text("p.notice")
-    assert page.locator("tr[data-person=obama] td").nth(2).inner_text() == "2"
+    assert f"Enrolled {PERSON}: 2 new template(s)" in page.inner_text("p.notice")
+    assert page.locator(f"tr[data-person={PERSON}] td").nth(2).inner_text() == "2"
     page.wait_for_function(
-        "() => { const i = document.querySelector('tr[data-person=obama] img');"
+        f"() => {{ const i = document.querySelector('tr[data-person={PERSON}] img');"
         " return i && i.complete && i.naturalWidth > 0; }"
     )
     page.screenshot(path=str(shots / "people.png"), full_page=True)
@@ -141,13 +161,13 @@ def test_console_in_a_browser(
     page.goto(f"{site.stack.config.console_url}/live")
     page.wait_for_function("() => document.getElementById('live-state').textContent"
                            " === 'connected'")
-    (tmp_path / "obama3.jpg").write_bytes(photos["obama3.jpg"])
-    out = facegate(site, "snap", DOOR, str(tmp_path / "obama3.jpg"), "--badge", "obama",
+    (tmp_path / "camera.jpg").write_bytes(photos["camera.jpg"])
+    out = facegate(site, "snap", DOOR, str(tmp_path / "camera.jpg"), "--badge", PERSON,
                    "--camera", "entrance", "--wait", "60")
     assert "OPEN" in out
     row = page.locator("#live tbody tr.open").first
     row.wait_for(timeout=30_000)
-    assert row.locator(".person").inner_text() == "obama"
+    assert row.locator(".person").inner_text() == PERSON
     assert row.locator(".door").inner_text() == DOOR
     assert row.locator(".reason").inner_text() == "granted"
     assert float(row.locator(".distance").inner_text()) < 0.6
@@ -163,11 +183,11 @@ def test_console_in_a_browser(
     # --- the log --------------------------------------------------------------------------
     page.goto(f"{site.stack.config.console_url}/log?door={DOOR}&decision=OPEN")
     opened = page.locator("#log tbody tr.open")
-    assert opened.count() == 1 and "obama" in opened.first.inner_text()
+    assert opened.count() == 1 and PERSON in opened.first.inner_text()
     # the snapshot becomes a third template, through the encoder
     opened.first.locator("form.snapshot-template button").click()
     page.wait_for_selector("p.notice", timeout=120_000)
-    assert "Enrolled obama: 1 new template(s), 3 in all" in page.inner_text("p.notice")
+    assert f"Enrolled {PERSON}: 1 new template(s), 3 in all" in page.inner_text("p.notice")
     page.goto(f"{site.stack.config.console_url}/log")
     text = page.inner_text("#log")
     assert f"console:{ADMIN}" in text and "enrol_refused" in text and "door_set" in text
@@ -190,13 +210,13 @@ def test_console_in_a_browser(
     # --- revoke, with confirmation ------------------------------------------------------
     page.goto(f"{site.stack.config.console_url}/people")
     page.once("dialog", lambda dialog: dialog.accept())
-    page.fill("form.revoke[data-person=obama] input[name=confirm]", "obama")
-    page.click("form.revoke[data-person=obama] button[type=submit]")
+    page.fill(f"form.revoke[data-person={PERSON}] input[name=confirm]", PERSON)
+    page.click(f"form.revoke[data-person={PERSON}] button[type=submit]")
     page.wait_for_selector("p.notice")
-    assert "Revoked obama" in page.inner_text("p.notice")
-    assert "obama" not in site.store.people()
-    assert site.objects.list_objects("enroll/obama/") == []
+    assert f"Revoked {PERSON}" in page.inner_text("p.notice")
+    assert PERSON not in site.store.people()
+    assert site.objects.list_objects(f"enroll/{PERSON}/") == []
     assert site.objects.list_objects(f"uploads/{DOOR}/") == []  # the door snapshot too
     door = site.store.get_door(DOOR)
-    assert door is not None and "obama" not in door.allowed
+    assert door is not None and PERSON not in door.allowed
     page.close()
