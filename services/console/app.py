@@ -5,14 +5,14 @@ application (routes in ``routes_*.py``, pages in ``templates/``)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facegate.core.errors import FacegateError, TransientError
@@ -108,14 +108,18 @@ class BodyLimit:
 
 
 class _TooLargeError(Exception):
-    pass
+    """Raised from ``receive`` once a body without a length passes the limit
+    (answered 413 by the route's exception handler)."""
 
 
-async def _too_large(send: Send, limit: int) -> None:
-    body = (
+def _too_large_page(limit: int) -> bytes:
+    return (
         f"<!doctype html><title>Too large</title><h1>Upload too large</h1>"
         f"<p>The request is over {limit // 2**20} MiB. Send fewer or smaller photos.</p>"
     ).encode()
+
+
+async def _too_large(send: Send, limit: int) -> None:
     await send(
         {
             "type": "http.response.start",
@@ -123,7 +127,7 @@ async def _too_large(send: Send, limit: int) -> None:
             "headers": [(b"content-type", b"text/html; charset=utf-8")],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": _too_large_page(limit)})
 
 
 def create_app(console: Console) -> FastAPI:
@@ -139,20 +143,12 @@ def create_app(console: Console) -> FastAPI:
     )
     app.state.registry = registry
 
-    @app.middleware("http")
-    async def _headers_and_metrics(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        route = getattr(request.scope.get("route"), "path", "other")
-        requests.labels(request.method, route, str(response.status_code)).inc()
-        latency.labels(route).observe(time.perf_counter() - started)
-        return response
-
     app.add_exception_handler(NotSignedInError, lambda r, e: not_signed_in(r))
+    limit = console.settings.max_body_bytes
+    app.add_exception_handler(
+        _TooLargeError,
+        lambda r, e: HTMLResponse(_too_large_page(limit), status_code=413),
+    )
     app.add_exception_handler(ForbiddenError, forbidden)
     app.add_exception_handler(CsrfRefusedError, forbidden)
 
@@ -175,8 +171,38 @@ def create_app(console: Console) -> FastAPI:
     app.mount(
         "/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static"
     )
+    app.add_middleware(HeadersAndMetrics, requests=requests, latency=latency)
     app.add_middleware(BodyLimit, limit=console.settings.max_body_bytes)
     return app
+
+
+class HeadersAndMetrics:
+    """Security headers on every response; request counts and latency per
+    route (a plain ASGI middleware: errors and streams pass through as they are)."""
+
+    def __init__(self, app: ASGIApp, requests: Counter, latency: Histogram) -> None:
+        self.app = app
+        self.requests = requests
+        self.latency = latency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    if name not in headers:
+                        headers[name] = value
+                route = getattr(scope.get("route"), "path", "other")
+                self.requests.labels(scope["method"], route, str(message["status"])).inc()
+                self.latency.labels(route).observe(time.perf_counter() - started)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 __all__ = ["BodyLimit", "auth_for", "build", "create_app"]

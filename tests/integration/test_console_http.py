@@ -224,6 +224,18 @@ def test_bad_uploads_are_refused_before_anything_is_stored(
     r = client.post("/people", content=b"x" * (90 * 2**20),
                     headers={"content-type": "multipart/form-data; boundary=x"})
     assert r.status_code == 413
+
+    # and, without a Content-Length (chunked), as it arrives
+    def chunks() -> Iterator[bytes]:
+        yield b"--x\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n" + csrf.encode()
+        yield b"\r\n--x\r\nContent-Disposition: form-data; name=\"photos\"; filename=\"a.jpg\""
+        yield b"\r\nContent-Type: image/jpeg\r\n\r\n"
+        for _ in range(90):
+            yield b"y" * 2**20
+
+    r = client.post("/people", content=chunks(),
+                    headers={"content-type": "multipart/form-data; boundary=x"})
+    assert r.status_code == 413
     assert object_store.list_objects("enroll/zed/") == []
     assert site.people() == []
 
