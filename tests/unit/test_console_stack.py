@@ -35,3 +35,26 @@ def test_console_port_collisions_are_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="collide"):
         StackConfig(state_dir=tmp_path, console_port=18700)
+
+
+def test_operator_passwords_come_from_a_file_or_stdin_never_an_argument(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from facegate.core.errors import ConfigError
+    from facegate.tools.cli_operators import read_password
+
+    secret = tmp_path / "pw"
+    secret.write_text("from a file 123\nignored second line\n")
+    assert read_password(str(secret)) == "from a file 123"
+    monkeypatch.setattr("sys.stdin", io.StringIO("from stdin 456\n"))
+    assert read_password("-") == "from stdin 456"
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    with pytest.raises(ConfigError, match="no terminal"):
+        read_password(None)  # not a terminal: no prompt, a clear error
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_password(str(tmp_path / "missing"))
+    (tmp_path / "empty").write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        read_password(str(tmp_path / "empty"))
