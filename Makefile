@@ -10,6 +10,7 @@ LFW ?= ../shared/data/lfw-view1
 
 help:
 	@echo "make demo        install everything, start the local stack, run the door story, stop"
+	@echo "                 (DEMO_ARGS=--keep: leave it running; it prints the console's URL and login)"
 	@echo "make test        install everything and run the whole test suite (real services)"
 	@echo "make test-fast   unit tests only"
 	@echo "make lint        ruff + mypy (strict)"
@@ -29,8 +30,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# DEMO_ARGS=--keep leaves the demo stack (and its console) running
 demo: install
-	$(PY) -m facegate.tools.demo
+	$(PY) -m facegate.tools.demo $(DEMO_ARGS)
 
 test: install
 	bash scripts/run-tests.sh

@@ -601,3 +601,20 @@ class StoreContract:
         assert store.wait_reply(UID, 1.0) == b"one"
         assert store.wait_reply(UID, 1.0) == b"two"
         assert store.wait_reply(UID, 0.1) is None
+
+    def test_admin_records_share_the_audit_stream_without_disturbing_the_log(
+        self, store: Store
+    ) -> None:
+        from facegate.core.audit import Action, AdminAction
+
+        ev = event()
+        assert store.record_decision(ev, sign) is not None
+        first = AdminAction("console:ann", Action.DOOR_SET, "front", 1000.0, {"mode": "verify"})
+        second = AdminAction("cli:root", Action.REVOKE, "bob", 1001.0)
+        store.record_admin(first)
+        store.record_admin(second)
+        # the decision log still holds decisions only
+        assert [json.loads(w)["event"]["upload_id"] for _, w in store.read_log(None)] == [UID]
+        got = [a for _, a in store.admin_actions(10)]
+        assert got == [second, first]
+        assert [a for _, a in store.admin_actions(1)] == [second]

@@ -86,6 +86,28 @@ def test_presigned_put_works_and_expires(object_store: MinioObjectStore) -> None
     assert object_store.stat(other) is None
 
 
+def test_presigned_get_reads_one_object_until_it_expires(object_store: MinioObjectStore) -> None:
+    key = fresh_key()
+    object_store.put(key, b"snapshot bytes", "image/jpeg")
+    url = object_store.presigned_get(key, expires_s=60)
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.read() == b"snapshot bytes"
+    # the bucket itself is private: the same URL without its signature is refused
+    bare = url.split("?", 1)[0]
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(bare, timeout=10)
+    info.value.close()
+    assert info.value.code == 403
+    short = object_store.presigned_get(key, expires_s=1)
+    time.sleep(2.1)
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(short, timeout=10)
+    info.value.close()
+    assert info.value.code == 403
+    url = object_store.presigned_get(key, 60, public_endpoint="console.example.org:9000")
+    assert url.startswith("http://console.example.org:9000/")
+
+
 def test_presigned_put_for_a_public_endpoint(object_store: MinioObjectStore) -> None:
     url = object_store.presigned_put(fresh_key(), 60, public_endpoint="cams.example.org:9000")
     assert url.startswith("http://cams.example.org:9000/")

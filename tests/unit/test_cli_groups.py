@@ -46,6 +46,13 @@ def test_groups_and_members(store: MemoryStore, capsys: pytest.CaptureFixture[st
     assert run("groups", "members", "nobody", "add", "erin") == 1
     assert run("groups", "remove", "staff") == 0 and store.list_groups() == []
     assert store.groups_of("erin") == []
+    audited = [(a.action.value, a.target, dict(a.detail)) for _, a in store.admin_actions(10)]
+    assert audited[::-1] == [
+        ("group_add", "staff", {}),
+        ("group_members_add", "staff", {"people": "erin,frank"}),
+        ("group_members_remove", "staff", {"people": "frank"}),
+        ("group_remove", "staff", {}),
+    ]
 
 
 def test_doors_allow_with_schedules_and_disallow(

@@ -29,6 +29,7 @@ import yaml
 from secrets_env import with_secrets
 
 from facegate.runtime.settings import CommonSettings
+from services.console.settings import ConsoleSettings
 from services.encoder.settings import EncoderSettings
 from services.ingest.settings import IngestSettings
 from services.matcher.settings import MatcherSettings
@@ -44,7 +45,8 @@ MINIO_DOCKERFILE = ROOT / "deploy" / "minio" / "Dockerfile"
 MINIO_RELEASE = "RELEASE.2025-10-15T17-29-55Z"
 
 SERVICES = {
-    "redis", "minio", "minio-init", "ingest", "encoder", "matcher", "mosquitto", "mqtt-bridge",
+    "redis", "minio", "minio-init", "ingest", "encoder", "matcher", "console",
+    "mosquitto", "mqtt-bridge",
 }
 PROFILES = {"mosquitto": ["mqtt"], "mqtt-bridge": ["mqtt"]}
 """Opt-in services (``docker compose --profile NAME``); the rest always run."""
@@ -57,6 +59,7 @@ FACEGATE_SERVICES: dict[str, type[CommonSettings]] = {
     "ingest": IngestSettings,
     "encoder": EncoderSettings,
     "matcher": MatcherSettings,
+    "console": ConsoleSettings,
 }
 
 # `${NAME}`, `${NAME:-default}`, `${NAME-default}`, `${NAME:?message}`, ...

@@ -105,6 +105,11 @@ class MemoryObjectStore:
             self.presigned.append((key, expires_s))
         return f"memory://{self.bucket}/{key}?expires={expires_s}"
 
+    def presigned_get(self, key: str, expires_s: int, public_endpoint: str | None = None) -> str:
+        with self._lock:
+            self._check(f"presign {key}")
+        return f"memory://{self.bucket}/{key}?get&expires={expires_s}"
+
     def keys(self) -> list[str]:
         with self._lock:
             return sorted(self._objects)

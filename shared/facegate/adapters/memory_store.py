@@ -51,6 +51,7 @@ from facegate.adapters.store import (
     record_signed,
 )
 from facegate.core import keys
+from facegate.core.audit import AdminAction
 from facegate.core.errors import RedisUnavailableError
 from facegate.core.ids import stream_id_key
 from facegate.core.messages import DoorEvent
@@ -338,6 +339,22 @@ class MemoryStore(MemoryIngestState, MemoryApproaches, MemoryGroups):
             self._check()
             entries = self._streams.get(keys.door_stream(door), [])
             return [e for e in entries if self._id_key(e[0]) > after][:count]
+
+    # --- admin records (the audit stream's other kind) ---------------------------------
+
+    def record_admin(self, action: AdminAction) -> str:
+        with self._cond:
+            self._check()
+            admin: list[tuple[str, AdminAction]] = self.__dict__.setdefault("_admin", [])
+            sid = f"{int(action.at * 1000)}-{len(admin)}"
+            admin.append((sid, action))
+            return sid
+
+    def admin_actions(self, count: int = 20) -> list[tuple[str, AdminAction]]:
+        with self._cond:
+            self._check()
+            admin: list[tuple[str, AdminAction]] = self.__dict__.get("_admin", [])
+            return list(reversed(admin[-count:])) if count > 0 else []
 
     # --- enrolment replies ---------------------------------------------------------------------
 

@@ -92,6 +92,10 @@ class ObjectStore(Protocol):
         self, key: str, expires_s: int, public_endpoint: str | None = None
     ) -> str: ...
 
+    def presigned_get(
+        self, key: str, expires_s: int, public_endpoint: str | None = None
+    ) -> str: ...
+
     def ensure_bucket(self) -> None: ...
 
 
@@ -286,6 +290,16 @@ class MinioObjectStore:
         with _translated("presign", key):
             return str(
                 client.presigned_put_object(self.bucket, key, expires=timedelta(seconds=expires_s))
+            )
+
+    def presigned_get(self, key: str, expires_s: int, public_endpoint: str | None = None) -> str:
+        """A URL that reads one object for ``expires_s`` seconds (the
+        console's thumbnails: the bucket itself stays private)."""
+        endpoint = public_endpoint or self.settings.s3_endpoint
+        client = self.client if endpoint == self.settings.s3_endpoint else self._client(endpoint)
+        with _translated("presign", key):
+            return str(
+                client.presigned_get_object(self.bucket, key, expires=timedelta(seconds=expires_s))
             )
 
     def configure_minio_webhook(self, config_id: str, prefix: str = UPLOADS_PREFIX) -> None:

@@ -145,7 +145,8 @@ def stream_entries(raw: Any) -> list[tuple[str, bytes]]:
     """``XRANGE`` replies as ``(stream id, wire)``."""
     out: list[tuple[str, bytes]] = []
     for sid, fields in raw:
-        out.append((str(text(sid)), bytes(fields[b"event"])))
+        if b"event" in fields:  # admin records share the audit stream (redis_audit.py)
+            out.append((str(text(sid)), bytes(fields[b"event"])))
     return out
 
 

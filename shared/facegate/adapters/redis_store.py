@@ -35,6 +35,7 @@ import numpy.typing as npt
 import redis
 
 from facegate.adapters.redis_approaches import RedisApproaches
+from facegate.adapters.redis_audit import RedisAudit
 from facegate.adapters.redis_claims import RedisIngestState
 from facegate.adapters.redis_codec import (
     FORMAT_VERSION,
@@ -58,7 +59,9 @@ from facegate.core import keys
 log = logging.getLogger(__name__)
 
 
-class RedisStore(RedisIngestState, RedisGallery, RedisDoorEvents, RedisApproaches, RedisGroups):
+class RedisStore(
+    RedisIngestState, RedisGallery, RedisDoorEvents, RedisApproaches, RedisGroups, RedisAudit
+):
     """All of facegate's Redis state, behind one small interface (the
     decisions, streams and key versions are :class:`RedisDoorEvents`, the
     approaches' part is in :mod:`facegate.adapters.redis_approaches`;

@@ -16,6 +16,7 @@ Each service depends only on the part it uses::
     DecisionStore   the exactly-once decision, the door and audit streams
     ApproachStore   frames of one approach: at most one OPEN, one DENY at the window's end
     ReplyStore      enrolment results for the waiting administrator
+    AuditStore      administrative changes, in the audit stream (who, what, when)
 
 How a door event gets its stream id and signature, the same for every store
 and every kind of record: :mod:`facegate.adapters.recording` (its names are
@@ -35,6 +36,7 @@ from typing import Any, Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from facegate.adapters.admin_stores import AuditStore, GroupStore
 from facegate.adapters.gallery_changes import (
     DEFAULT_CHANGES_MAXLEN,
     Change,
@@ -63,6 +65,7 @@ DEFAULT_DECISION_TTL_S: Final = 86_400
 
 StreamEntry = tuple[str, bytes]
 """``(stream id, signed wire event)``."""
+
 
 @dataclass(frozen=True)
 class Probe:
@@ -214,28 +217,6 @@ class DoorStore(Protocol):
         record: matchers sign with the new key from their next upload."""
 
 
-class GroupStore(Protocol):
-    """Access groups (``facegate.core.access``): each change bumps the gallery version."""
-
-    def add_group(self, group: str) -> bool:
-        """Create a group; ``False`` when it existed."""
-
-    def delete_group(self, group: str) -> bool:
-        """Remove a group and its memberships; ``False`` when unknown."""
-
-    def list_groups(self) -> list[str]: ...
-
-    def group_members(self, group: str) -> list[str]: ...
-
-    def add_member(self, group: str, person: str) -> bool:
-        """BadMessageError for an unknown group; ``False`` when already a member."""
-
-    def remove_member(self, group: str, person: str) -> bool: ...
-
-    def groups_of(self, person: str) -> list[str]:
-        """The person's groups (``remove_person`` drops them all)."""
-
-
 class ClaimStore(Protocol):
     def ping(self) -> bool: ...
 
@@ -353,6 +334,7 @@ class Store(
     DecisionStore,
     ApproachStore,
     ReplyStore,
+    AuditStore,
     Protocol,
 ):
     """Everything (what the administrator and the tools use)."""
@@ -364,6 +346,7 @@ __all__ = [
     "RECORD_ATTEMPTS",
     "ApproachState",
     "ApproachStore",
+    "AuditStore",
     "Change",
     "ChangeKind",
     "Claim",

@@ -36,6 +36,7 @@ from facegate.adapters.store import Store
 from facegate.clients.camera import CONTENT_TYPES
 from facegate.core import keys
 from facegate.core.access import AccessRule, RuleKind, with_rule, without
+from facegate.core.audit import Action, AdminAction
 from facegate.core.enrolment import likely_mixups
 from facegate.core.errors import BadMessageError, EnrolmentError, NoAnswerError, UnknownDoorError
 from facegate.core.messages import EncodeRequest, UploadKind
@@ -77,6 +78,25 @@ class RevokeResult:
     doors: list[str] = field(default_factory=list)
 
 
+class PhotosRefusedError(EnrolmentError):
+    """Enrolment refused: ``photos`` says what was wrong with each photo
+    (``problem`` ``None``: that photo was fine); nothing was enrolled."""
+
+    def __init__(self, message: str, photos: Sequence[PhotoResult]) -> None:
+        super().__init__(message)
+        self.photos = list(photos)
+
+
+def door_detail(policy: DoorPolicy) -> dict[str, object]:
+    """A door's settings as audit detail."""
+    return {
+        "mode": policy.mode.value,
+        "allowed": ",".join(sorted(policy.allowed)) or "-",
+        "threshold": "calibrated" if policy.threshold is None else policy.threshold,
+        "margin": policy.margin,
+    }
+
+
 def _ext(name: str) -> str:
     ext = name.rsplit(".", 1)[-1].lower() if "." in name else "jpg"
     return ext if ext in CONTENT_TYPES else "jpg"
@@ -91,16 +111,30 @@ class Admin:
         store: Store,
         objects: ObjectStore,
         send: Callable[[EncodeRequest], object],
+        *,
+        actor: str = "cli",
     ) -> None:
         self.settings = settings
         self.store = store
         self.objects = objects
         self.send = send
+        self.actor = actor
+        """Who the audit records name (``cli:USER``, ``console:NAME``)."""
+
+    def audit(self, action: Action, target: str, **detail: object) -> None:
+        """Record an administrative change in the audit stream."""
+        self.store.record_admin(
+            AdminAction(
+                self.actor, action, target, time.time(),
+                {k: str(v) for k, v in detail.items() if v is not None},
+            )
+        )
 
     # --- doors -----------------------------------------------------------------------
 
-    def set_door(self, policy: DoorPolicy) -> None:
+    def set_door(self, policy: DoorPolicy, *, action: Action = Action.DOOR_SET) -> None:
         self.store.set_door(policy)
+        self.audit(action, policy.door, **door_detail(policy))
 
     def door(self, door: str) -> DoorPolicy:
         policy = self.store.get_door(keys.check_door(door))
@@ -114,6 +148,7 @@ class Admin:
             keys.check_person(person)
         updated = replace(policy, allowed=policy.allowed | frozenset(people))
         self.store.set_door(updated)
+        self.audit(Action.DOOR_ALLOW, door, people=",".join(sorted(people)))
         return updated
 
     def disallow(
@@ -128,6 +163,12 @@ class Admin:
             rules = without(rules, RuleKind.GROUP, group)
         updated = replace(policy, allowed=policy.allowed - frozenset(people), rules=rules)
         self.store.set_door(updated)
+        self.audit(
+            Action.DOOR_DISALLOW,
+            door,
+            people=",".join(sorted(people)) or None,
+            groups=",".join(sorted(groups)) or None,
+        )
         return updated
 
     def allow_rule(
@@ -153,7 +194,14 @@ class Admin:
                 policy, allowed=policy.allowed - {name}, rules=with_rule(policy.rules, rule)
             )
         self.store.set_door(updated)
+        self.audit(Action.DOOR_ALLOW, door, **{rule.kind.value: name}, schedule=schedule)
         return updated
+
+    def remove_door(self, door: str) -> bool:
+        removed = bool(self.store.delete_door(keys.check_door(door)))
+        if removed:
+            self.audit(Action.DOOR_REMOVE, door)
+        return removed
 
     # --- enrolment -----------------------------------------------------------------------
 
@@ -196,17 +244,28 @@ class Admin:
         if refused:
             self._discard(sent)
             lines = "; ".join(f"{r.name}: {r.problem}" for r in refused)
-            raise EnrolmentError(f"{person} not enrolled: {lines}")
+            self.audit(Action.ENROL_REFUSED, person, photos=len(photos), why=lines)
+            raise PhotosRefusedError(f"{person} not enrolled: {lines}", results)
         _, enrolled = self.store.templates_snapshot(model_id)
         mixups = likely_mixups(person, np.stack(encodings), enrolled)
         if mixups:
             self._discard(sent)
-            lines = "; ".join(m.describe(results[m.index].name, person) for m in mixups)
-            raise EnrolmentError(f"{person} not enrolled: {lines}")
+            problems = {m.index: m.describe(results[m.index].name, person) for m in mixups}
+            lines = "; ".join(problems.values())
+            self.audit(Action.ENROL_REFUSED, person, photos=len(photos), why=lines)
+            marked = [
+                replace(r, problem=problems[i]) if i in problems else r
+                for i, r in enumerate(results)
+            ]
+            raise PhotosRefusedError(f"{person} not enrolled: {lines}", marked)
         templates = self.store.add_templates(person, np.stack(encodings), model_id)
         for policy in policies:
             self.store.set_door(replace(policy, allowed=policy.allowed | {person}))
         total = len(templates) + (len(enrolled[person]) if person in enrolled else 0)
+        self.audit(
+            Action.ENROL, person, templates=len(templates), total=total,
+            doors=",".join(p.door for p in policies) or None,
+        )
         log.info("enrolled %s: %d templates (%d in all)", person, len(templates), total)
         return EnrolResult(
             person, templates, results, [p.door for p in policies], model_id, total
@@ -272,6 +331,11 @@ class Admin:
             if policy is not None and (person in policy.allowed or rules != policy.rules):
                 self.store.set_door(replace(policy, allowed=policy.allowed - {person}, rules=rules))
                 doors.append(door)
+        if was or photos:
+            self.audit(
+                Action.REVOKE, person, photos=photos, snapshots=snapshots,
+                doors=",".join(doors) or None,
+            )
         return RevokeResult(person, was, photos, snapshots, doors)
 
     def _snapshots_of(self, person: str, limit: int = 100_000) -> list[tuple[str, str, str]]:
@@ -296,4 +360,12 @@ class Admin:
         return out
 
 
-__all__ = ["Admin", "EnrolResult", "NoAnswerError", "PhotoResult", "RevokeResult"]
+__all__ = [
+    "Admin",
+    "EnrolResult",
+    "NoAnswerError",
+    "PhotoResult",
+    "PhotosRefusedError",
+    "RevokeResult",
+    "door_detail",
+]

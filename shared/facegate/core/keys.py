@@ -207,6 +207,44 @@ def reply_key(upload_id: str) -> str:
     return f"{PREFIX}:reply:{check_upload_id(upload_id)}"
 
 
+# --- operators and console sessions --------------------------------------
+
+OPERATORS = f"{PREFIX}:operators"
+"""Set of operator account names (the console's sign-in)."""
+
+_OPERATOR_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
+
+
+def check_operator(name: str) -> str:
+    """Return ``name`` when it is a valid operator name, else raise."""
+    if not (isinstance(name, str) and _OPERATOR_RE.match(name)):
+        raise BadMessageError(
+            f"invalid operator name {name!r}: use [A-Za-z0-9][A-Za-z0-9_.@-]{{0,63}}"
+        )
+    return name
+
+
+def operator_key(name: str) -> str:
+    """Hash: an operator account (``role``, ``hash``: argon2id, ``created``)."""
+    return f"{PREFIX}:operator:{check_operator(name)}"
+
+
+def session_key(digest: str) -> str:
+    """Hash with a TTL: a console session, by the SHA-256 of its cookie."""
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise BadMessageError("invalid session digest")
+    return f"{PREFIX}:console:session:{digest}"
+
+
+def failures_key(scope: str, who: str) -> str:
+    """String with a TTL: failed sign-ins of one account or one client
+    address (``who`` is hashed: any text is safe)."""
+    import hashlib
+
+    digest = hashlib.sha256(who.encode("utf-8", "replace")).hexdigest()[:32]
+    return f"{PREFIX}:console:failures:{scope}:{digest}"
+
+
 # --- object keys ---------------------------------------------------------
 
 
@@ -254,6 +292,7 @@ __all__ = [
     "GROUPS",
     "IMAGE_CONTENT_TYPES",
     "IMAGE_EXTENSIONS",
+    "OPERATORS",
     "PEOPLE",
     "PREFIX",
     "RECONCILER_CURSOR",
@@ -264,6 +303,7 @@ __all__ = [
     "check_door",
     "check_ext",
     "check_name",
+    "check_operator",
     "check_person",
     "check_upload_id",
     "claim_key",
@@ -273,8 +313,10 @@ __all__ = [
     "door_key_version_key",
     "door_stream",
     "enroll_object_key",
+    "failures_key",
     "group_key",
     "new_upload_id",
+    "operator_key",
     "parse_enroll_key",
     "parse_upload_key",
     "pending_key",
@@ -282,5 +324,6 @@ __all__ = [
     "person_key",
     "probe_key",
     "reply_key",
+    "session_key",
     "upload_object_key",
 ]

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "facegate.tools.cli_pipeline",
     "facegate.tools.cli_camera",
     "facegate.tools.cli_stack",
+    "facegate.tools.cli_operators",
 )
 
 

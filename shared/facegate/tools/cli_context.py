@@ -60,7 +60,10 @@ class Context:
         if self._celery is None:
             self._celery = make_celery(self.settings, "facegate-cli")
         celery = self._celery
-        return Admin(self.settings, self.store, self.objects, lambda r: send_encode(celery, r))
+        return Admin(
+            self.settings, self.store, self.objects, lambda r: send_encode(celery, r),
+            actor=cli_actor(),
+        )
 
     def signer(self, door: str, version: int | None = None) -> Any:
         """The door's private key at ``version`` (default: its current one,
@@ -84,9 +87,19 @@ class Context:
         return CameraClient(url, token)
 
 
+def cli_actor() -> str:
+    """Who the audit records of a command name: ``cli:<login name>``."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
 def context() -> Context:
     """The context of a command run from the shell."""
     return Context(client_env())
 
 
-__all__ = ["Context", "client_env", "context"]
+__all__ = ["Context", "cli_actor", "client_env", "context"]

@@ -25,6 +25,7 @@ import sys
 from typing import Any
 
 from facegate.core.access import RuleKind
+from facegate.core.audit import Action
 from facegate.core.policy import DoorPolicy
 from facegate.tools.cli_context import context as _ctx
 
@@ -38,6 +39,8 @@ def rule_lines(policy: DoorPolicy) -> list[str]:
 
 def cmd_groups_add(args: argparse.Namespace) -> int:
     created = _ctx().store.add_group(args.group)
+    if created:
+        _ctx().admin().audit(Action.GROUP_ADD, args.group)
     print(f"group {args.group} {'created' if created else 'exists already'}")
     return 0
 
@@ -46,6 +49,7 @@ def cmd_groups_remove(args: argparse.Namespace) -> int:
     if not _ctx().store.delete_group(args.group):
         print(f"no group {args.group}", file=sys.stderr)
         return 1
+    _ctx().admin().audit(Action.GROUP_REMOVE, args.group)
     print(f"group {args.group} removed (door rules naming it now let nobody in)")
     return 0
 
@@ -71,9 +75,15 @@ def cmd_groups_members(args: argparse.Namespace) -> int:
             store.add_member(args.group, person)
             if person not in people:
                 print(f"note: {person} is not enrolled (yet)", file=sys.stderr)
+        _ctx().admin().audit(
+            Action.GROUP_MEMBERS_ADD, args.group, people=",".join(sorted(args.people))
+        )
     elif args.action == "remove":
         for person in args.people:
             store.remove_member(args.group, person)
+        _ctx().admin().audit(
+            Action.GROUP_MEMBERS_REMOVE, args.group, people=",".join(sorted(args.people))
+        )
     elif args.people:
         print("give add or remove before the names", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import IO, Any
 
@@ -80,6 +81,13 @@ def cmd_doors_rotate_key(args: argparse.Namespace) -> int:
     old = ctx.signer(args.door)
     version = ctx.store.rotate_door_key(args.door)
     new = ctx.signer(args.door, version)
+    from facegate.core.audit import Action, AdminAction
+    from facegate.tools.cli_context import cli_actor
+
+    ctx.store.record_admin(
+        AdminAction(cli_actor(), Action.DOOR_KEY_ROTATE, args.door, time.time(),
+                    {"version": str(version)})
+    )
     print(f"door {args.door}: key version {old.version} -> {version}, key id {old.kid} -> "
           f"{new.kid}. Matchers sign with the new key from their next upload; events signed "
           f"with the old one stay valid until they expire (FACEGATE_EVENT_TTL_S). New public "

@@ -64,7 +64,7 @@ def cmd_doors_list(args: argparse.Namespace) -> int:
 
 def cmd_doors_remove(args: argparse.Namespace) -> int:
     ctx = _ctx()
-    if not ctx.store.delete_door(args.door):
+    if not ctx.admin().remove_door(args.door):
         print(f"door {args.door} was not configured", file=sys.stderr)
         return 1
     print(f"door {args.door} removed")

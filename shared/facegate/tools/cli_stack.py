@@ -46,6 +46,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         from facegate.tools.devstack.mqtt import health_url
 
         print(f"MQTT bridge -> {stack.config.mqtt_url}   health: {health_url(stack)}")
+    _print_console(stack)
     print("the facegate commands use this stack's settings; `facegate stack env` exports them")
     return 0
 
@@ -56,9 +57,17 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_console(stack: Any) -> None:
+    if "console" in stack.config.services:
+        print(f"console: {stack.config.console_url}   (FACEGATE_CONSOLE_URL; sign-in accounts: "
+              "facegate operators add NAME --role admin)")
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    statuses = _stack(args).status()
+    stack = _stack(args)
+    statuses = stack.status()
     _print_status(statuses)
+    _print_console(stack)
     return 0 if all(s.running for s in statuses) else 1
 
 

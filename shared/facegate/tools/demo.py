@@ -1,7 +1,8 @@
 """``python -m facegate.tools.demo`` (``make demo``): the door story on real faces.
 
-Starts its own stack (Redis, SeaweedFS, ingest, one encoder, one matcher;
-ports ``--base-port`` .. +6, default 27300-27306, state in ``var/demo/``), then:
+Starts its own stack (Redis, SeaweedFS, ingest, one encoder, one matcher,
+the console; ports ``--base-port`` .. +7, default 27300-27307, state in
+``var/demo/``), then:
 
 1. configures three doors: ``front`` (badge + face, 1:1), ``lobby`` (face
    only, 1:K, its threshold calibrated for its gallery: 0.1% of strangers'
@@ -40,7 +41,10 @@ ports ``--base-port`` .. +6, default 27300-27306, state in ``var/demo/``), then:
    approach's frame that did not open; then rotates the lobby's key: a lock
    holding only the old key refuses the next event (``unknown_key``), one
    holding both accepts it;
-5. prints the decision log and stops the stack (``--keep`` leaves it running).
+5. prints the decision log, creates an admin account for the operators'
+   console (a fresh random password, also in ``var/demo/console-admin.txt``),
+   prints the console's URL and the credentials, and stops the stack
+   (``--keep`` leaves it running, console included).
 
 Exit status 0 when every decision was the expected one.
 """
@@ -113,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="leave the demo stack running")
     parser.add_argument("--state-dir", type=Path, default=DEMO_STATE)
     parser.add_argument("--base-port", type=int, default=DEMO_BASE_PORT,
-                        help=f"first of the 7 ports the demo stack uses ({DEMO_BASE_PORT})")
+                        help=f"first of the 8 ports the demo stack uses ({DEMO_BASE_PORT})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -135,14 +139,17 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack(
         StackConfig.for_tests(args.base_port, state_dir=args.state_dir, ready_timeout_s=300.0)
     )
-    print(f"starting the stack (Redis, SeaweedFS, ingest, encoder, matcher) in {stack.state_dir}")
+    print(f"starting the stack (Redis, SeaweedFS, ingest, encoder, matcher, console) in "
+          f"{stack.state_dir}")
     t0 = time.monotonic()
+    console = ("", "")
     try:
         stack.down()  # a previous demo that was interrupted
         forget_previous_runs(stack.state_dir)
         stack.up()
         print(f"stack ready in {time.monotonic() - t0:.1f} s\n")
         ok = run_story(stack, photos, args.state_dir / "lock")
+        console = console_admin(stack)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         ok = False
@@ -158,7 +165,39 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"stack left running; stop it with "
                   f"`facegate stack down --state-dir {stack.state_dir}`")
+    if console[0]:
+        name, password = console
+        state = "running" if args.keep else "stopped with the stack: run the demo with --keep"
+        print(f"\noperators' console: {stack.config.console_url} ({state})\n"
+              f"   sign in as {name} / {password} (admin; also in "
+              f"{stack.state_dir / 'console-admin.txt'})")
     return 0 if ok else 1
+
+
+def console_admin(stack: Stack) -> tuple[str, str]:
+    """An admin account for the console, with a fresh random password."""
+    import secrets
+
+    from facegate.adapters.redis_operators import RedisOperators, hash_password
+    from facegate.adapters.redis_store import RedisStore
+    from facegate.core.audit import Action, AdminAction
+    from facegate.core.operators import Role
+    from facegate.runtime.settings import CommonSettings
+
+    name, password = "demo-admin", secrets.token_urlsafe(12)
+    store = RedisStore.from_url(CommonSettings.from_env(stack.env()).redis_url)
+    try:
+        RedisOperators(store.client).add_operator(
+            name, Role.ADMIN, hash_password(password), replace=True
+        )
+        store.record_admin(AdminAction("demo", Action.OPERATOR_ADD, name, time.time(),
+                                       {"role": "admin"}))
+    finally:
+        store.close()
+    path = stack.state_dir / "console-admin.txt"
+    path.write_text(f"{name}\n{password}\n")
+    path.chmod(0o600)
+    return name, password
 
 
 def run_story(stack: Stack, photos: dict[str, bytes], lock_dir: Path) -> bool:
@@ -184,7 +223,7 @@ def run_story(stack: Stack, photos: dict[str, bytes], lock_dir: Path) -> bool:
     store = RedisStore.from_url(settings.redis_url)
     celery = make_celery(settings, "facegate-demo")
     objects = MinioObjectStore(settings)
-    admin = Admin(settings, store, objects, lambda r: send_encode(celery, r))
+    admin = Admin(settings, store, objects, lambda r: send_encode(celery, r), actor="demo")
     camera = CameraClient(stack.config.ingest_url, env["FACEGATE_CAMERA_TOKEN"])
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=30.0)
 

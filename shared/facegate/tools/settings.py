@@ -13,6 +13,14 @@ class ToolSettings(Settings):
     ingest_url: str | None = Field(
         None, description="where `facegate snap` and cameras reach ingest (default: host/port)"
     )
+    console_url: str | None = Field(
+        None, description="the operators' console (set by `facegate stack env`; printed by "
+        "`facegate stack status`)"
+    )
+    console_screenshots: OptionalPath = Field(
+        None, description="where the console's browser test saves its page screenshots "
+        "(default: a temporary folder; docs/console to refresh the README's)"
+    )
     lfw_dir: OptionalPath = Field(
         None, description="LFW View 1 for the lfw tests (default ../shared/data/lfw-view1)"
     )

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[4]
 """The checkout (``services`` is importable from here)."""
 
 DEFAULT_STATE_DIR = ROOT / "var" / "stack"
-SERVICE_NAMES = ("redis", "seaweedfs", "ingest", "encoder", "matcher")
+SERVICE_NAMES = ("redis", "seaweedfs", "ingest", "encoder", "matcher", "console")
 INFRA = ("redis", "seaweedfs")
 WORKERS = ("encoder", "matcher")
 HOST = "127.0.0.1"
@@ -58,6 +58,7 @@ class StackConfig:
     filer_port: int = 18888
     weed_admin_port: int = 18646
     ingest_port: int = 18700
+    console_port: int = 18710
     services: tuple[str, ...] = SERVICE_NAMES
     encoders: int = 1
     matchers: int = 1
@@ -98,7 +99,7 @@ class StackConfig:
 
     @classmethod
     def for_tests(cls, base_port: int, state_dir: Path, **over: object) -> StackConfig:
-        """A separate set of ports ``base_port .. base_port + 6`` (tests use 26300)."""
+        """A separate set of ports ``base_port .. base_port + 7`` (tests use 26300)."""
         return cls(
             state_dir=state_dir,
             redis_port=base_port,
@@ -108,6 +109,7 @@ class StackConfig:
             filer_port=base_port + 4,
             weed_admin_port=base_port + 5,
             ingest_port=base_port + 6,
+            console_port=base_port + 7,
             **over,  # type: ignore[arg-type]
         )
 
@@ -120,6 +122,7 @@ class StackConfig:
             "filer": self.filer_port,
             "weed_admin": self.weed_admin_port,
             "ingest": self.ingest_port,
+            "console": self.console_port,
         }
 
     @property
@@ -137,3 +140,15 @@ class StackConfig:
     @property
     def ingest_url(self) -> str:
         return f"http://{HOST}:{self.ingest_port}"
+
+    @property
+    def console_url(self) -> str:
+        return f"http://{HOST}:{self.console_port}"
+
+    def console_env(self) -> dict[str, str]:
+        """The console's address as the stack hands it to services and clients."""
+        return {
+            "FACEGATE_CONSOLE_HOST": HOST,
+            "FACEGATE_CONSOLE_PORT": str(self.console_port),
+            "FACEGATE_CONSOLE_URL": self.console_url,
+        }

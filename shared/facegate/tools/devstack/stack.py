@@ -112,6 +112,7 @@ class Stack:
             "FACEGATE_INGEST_PORT": str(cfg.ingest_port),
             "FACEGATE_INGEST_URL": cfg.ingest_url,
             "FACEGATE_NOTIFICATIONS": "seaweedfs",
+            **cfg.console_env(),
             **self.secrets(),
         }
         out.update(cfg.extra_env)
@@ -172,13 +173,14 @@ class Stack:
         if name == "seaweedfs":
             work = self.state_dir / "seaweedfs"
             return _Spec(name, weed_argv(cfg, work), work, "weed", lambda: s3_ready(cfg, self.env))
-        if name == "ingest":
+        if name in ("ingest", "console"):  # HTTP services: ready when /readyz answers
+            url = cfg.ingest_url if name == "ingest" else cfg.console_url
             return _Spec(
                 name,
-                [sys.executable, "-m", "services.ingest"],
+                [sys.executable, "-m", f"services.{name}"],
                 ROOT,
-                "services.ingest",
-                lambda: _http_ok(f"{cfg.ingest_url}/readyz"),
+                f"services.{name}",
+                lambda: _http_ok(f"{url}/readyz"),
                 env=self._python_env(),
             )
         service = name.split("-", 1)[0]
@@ -219,11 +221,8 @@ class Stack:
 
     @staticmethod
     def _marker(name: str) -> str:
-        if name == "redis":
-            return "redis-server"
-        if name == "seaweedfs":
-            return "weed"
-        return f"services.{name.split('-', 1)[0]}"
+        known = {"redis": "redis-server", "seaweedfs": "weed"}
+        return known.get(name, f"services.{name.split('-', 1)[0]}")
 
     def start(self, name: str) -> int:
         """Start one process (no-op when it runs) and wait until it is ready."""
@@ -375,7 +374,7 @@ class Stack:
         )
         order = list(reversed(known)) + extra
         # workers before ingest before seaweedfs before redis, whatever the config
-        rank = {"encoder": 0, "matcher": 0, "ingest": 1, "seaweedfs": 2, "redis": 3}
+        rank = {"console": 0, "encoder": 0, "matcher": 0, "ingest": 1, "seaweedfs": 2, "redis": 3}
         order.sort(key=lambda n: rank.get(n.split("-", 1)[0], 0))
         return [name for name in order if self.stop(name)]
 

@@ -1,0 +1,1 @@
+"""The operators' console: doors, people, live events, the log, calibration."""
