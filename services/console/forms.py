@@ -16,9 +16,11 @@ from dataclasses import replace
 from typing import Any
 
 from facegate.core import keys
+from facegate.core.access import AccessRule, RuleKind
 from facegate.core.calibration import DEFAULT_MARGIN
 from facegate.core.errors import BadMessageError
 from facegate.core.policy import DoorMode, DoorPolicy
+from facegate.core.schedule import Schedule
 
 _SPLIT = re.compile(r"[\s,]+")
 
@@ -72,6 +74,29 @@ def door_name(raw: str) -> str:
         raise FormError(str(exc)) from exc
 
 
+def rule_lines(text: str) -> tuple[AccessRule, ...]:
+    """Access rules, one per line: ``group staff: mon-fri 07:00-19:00``,
+    ``person dave: fri 22:00-02:00``, ``group guards`` (any time); blank
+    lines ignored. FormError naming the line otherwise."""
+    rules: list[AccessRule] = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        head, _, when = line.partition(":")
+        kind, _, name = head.strip().partition(" ")
+        when = when.strip()
+        try:
+            schedule = None if when in ("", "(any time)") else Schedule.parse(when)
+            rules.append(AccessRule(RuleKind(kind.strip().lower()), name.strip(), schedule))
+        except (ValueError, BadMessageError) as exc:
+            raise FormError(
+                f"access rule line {number} ({line!r}): want 'group NAME: SCHEDULE' or "
+                f"'person NAME: SCHEDULE' ({exc})"
+            ) from exc
+    return tuple(rules)
+
+
 def door_policy(
     form: Mapping[str, Any], door: str, current: DoorPolicy | None
 ) -> DoorPolicy:
@@ -85,6 +110,8 @@ def door_policy(
     threshold = optional_float(form, "threshold", low=0.05, high=2.0)
     margin = optional_float(form, "margin", low=0.0, high=1.0)
     base = current or DoorPolicy(door, mode, frozenset())
+    if "rules" in form:  # absent: the rules stay as they are
+        base = replace(base, rules=rule_lines(text_field(form, "rules", limit=4000)))
     return replace(
         base,
         door=door,
@@ -95,4 +122,12 @@ def door_policy(
     )
 
 
-__all__ = ["FormError", "door_name", "door_policy", "optional_float", "people_list", "text_field"]
+__all__ = [
+    "FormError",
+    "door_name",
+    "door_policy",
+    "optional_float",
+    "people_list",
+    "rule_lines",
+    "text_field",
+]

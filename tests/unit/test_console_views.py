@@ -55,6 +55,27 @@ def test_door_form_reads_and_validates() -> None:
             door_policy(bad, "lobby", None)
 
 
+def test_door_form_access_rules() -> None:
+    form = {"mode": "identify", "allowed": "", "rules":
+            "group staff: mon-fri 07:00-19:00\n\nperson dave: fri 22:00-02:00\ngroup guards\n"}
+    p = door_policy(form, "lab", None)
+    assert [str(r) for r in p.rules] == [
+        "group staff: mon,tue,wed,thu,fri 07:00-19:00",
+        "person dave: fri 22:00-02:00",
+        "group guards: (any time)",
+    ]
+    # the edit form shows them back as lines: reading those gives the same rules
+    again = "\n".join(f"{r.kind.value} {r.name}" + (f": {r.schedule}" if r.schedule else "")
+                       for r in p.rules)
+    assert door_policy({**form, "rules": again}, "lab", None).rules == p.rules
+    # no rules field: kept; an empty one: cleared
+    assert door_policy({"mode": "identify"}, "lab", p).rules == p.rules
+    assert door_policy({"mode": "identify", "rules": ""}, "lab", p).rules == ()
+    for bad in ("team staff", "group staff: someday 07:00-19:00", "person ../x", "group a b"):
+        with pytest.raises(FormError, match="access rule line 1"):
+            door_policy({"mode": "identify", "rules": bad}, "lab", None)
+
+
 def _event(i: int, door: str, decision: str, person: str | None, distance: float) -> AuditEntry:
     ev: dict[str, Any] = {
         "door": door, "camera": "cam", "decision": decision,
