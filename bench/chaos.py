@@ -230,7 +230,8 @@ def score(b: Building, sent: list[Upload], refused: list[Upload], since_ms: int,
     accepted = b.accepted()
     row: dict[str, Any] = {
         "sent": len(sent), "refused": len(refused), "decided": 0, "lost": 0, "duplicated": 0,
-        "stale_open": 0, "unclaimed_open": 0, "wrong_open": 0, "lock_missed": 0, "lock_caught_up": 0,
+        "stale_open": 0, "unclaimed_open": 0, "wrong_open": 0, "lock_missed": 0,
+        "lock_caught_up": 0,
         "timeouts": 0, "other_deny": Counter(), "examples": [],
     }
     first_ok: float | None = None
@@ -400,12 +401,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cut-s", type=float, default=20.0)
     parser.add_argument("--tail", type=float, default=10.0,
                         help="seconds of load after a fault ended (at least)")
-    parser.add_argument("--drain-timeout", type=float, default=180.0,
-                        help="seconds after the load before an undecided upload is lost")
+    parser.add_argument("--drain-timeout", type=float, default=360.0,
+                        help="seconds after the load before an undecided upload is lost "
+                        "(longer than FACEGATE_RECONCILE_RETRY_S: an upload whose task "
+                        "message was lost is sent again after that long)")
     parser.add_argument("--reconcile-interval", type=float,
                         help="FACEGATE_RECONCILE_INTERVAL_S (default: the service's, 10)")
     parser.add_argument("--reconcile-grace", type=float,
                         help="FACEGATE_RECONCILE_GRACE_S (default: the service's, 30)")
+    parser.add_argument("--reconcile-retry", type=int,
+                        help="FACEGATE_RECONCILE_RETRY_S (default: the service's, 300)")
     parser.add_argument("--visibility-timeout", type=int,
                         help="FACEGATE_VISIBILITY_TIMEOUT_S (default: the service's, 60)")
     parser.add_argument("--base-port", type=int, default=DEFAULT_BASE_PORT)
@@ -413,6 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # the cameras' retries, counted
     mix = tuple(float(x) for x in args.mix.split(","))
     if len(mix) != 3:
         parser.error("--mix takes three fractions")
@@ -420,6 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = {"FACEGATE_LOG_LEVEL": "WARNING"}
     for opt, var in (("reconcile_interval", "FACEGATE_RECONCILE_INTERVAL_S"),
                      ("reconcile_grace", "FACEGATE_RECONCILE_GRACE_S"),
+                     ("reconcile_retry", "FACEGATE_RECONCILE_RETRY_S"),
                      ("visibility_timeout", "FACEGATE_VISIBILITY_TIMEOUT_S")):
         if getattr(args, opt) is not None:
             extra[var] = str(getattr(args, opt))
