@@ -34,7 +34,9 @@ got an error after retrying 20 s: it knows), decided, lost (sent, never
 decided within ``--drain-timeout``), duplicated (more than one decision in
 the audit stream, or more than one event accepted by the lock), stale OPEN
 (issued more than ``FACEGATE_DEADLINE_S`` after the PUT finished), OPEN
-without a claim, OPEN where a DENY was due, events the locks missed, DENY
+without a claim, OPEN where a DENY was due, events the locks missed, OPENs
+decided in time that a lock accepted more than the deadline after the
+upload (a lock catching up: within the event's life, reported), DENY
 ``timeout`` (the designed answer to an upload that waited too long), and
 the times to recover: from the fault's end to the first correct decision,
 and to the last decision of an upload made before the fault ended (the
@@ -231,7 +233,7 @@ def score(b: Building, sent: list[Upload], refused: list[Upload], since_ms: int,
     row: dict[str, Any] = {
         "sent": len(sent), "refused": len(refused), "decided": 0, "lost": 0, "duplicated": 0,
         "stale_open": 0, "unclaimed_open": 0, "wrong_open": 0, "lock_missed": 0,
-        "lock_caught_up": 0,
+        "lock_caught_up": 0, "late_open_at_lock": 0,
         "timeouts": 0, "other_deny": Counter(), "examples": [],
     }
     first_ok: float | None = None
@@ -260,6 +262,9 @@ def score(b: Building, sent: list[Upload], refused: list[Upload], since_ms: int,
             if not u.claimed:
                 row["unclaimed_open"] += 1
                 row["examples"].append(f"unclaimed OPEN {u.upload_id}")
+            if at_lock and min(float(a["accepted_at"]) for a in at_lock) - u.put_done \
+                    > b.deadline_s:
+                row["late_open_at_lock"] += 1  # fresh when decided, late at the door
             if u.expect[0] != "OPEN":
                 row["wrong_open"] += 1
                 row["examples"].append(f"OPEN for {u.kind} {u.upload_id}")
@@ -358,12 +363,13 @@ def fmt_row(r: dict[str, Any]) -> str:
 
     return (f"{r['scenario']:<15} {r['sent']:>5} {r['refused']:>4} {r['decided']:>5} "
             f"{r['lost']:>4} {r['duplicated']:>4} {r['stale_open']:>6} {r['unclaimed_open']:>6} "
-            f"{r['wrong_open']:>5} {r['lock_missed']:>5} {r['timeouts']:>5} "
+            f"{r['wrong_open']:>5} {r['lock_missed']:>5} {r['late_open_at_lock']:>5} "
+            f"{r['timeouts']:>5} "
             f"{s(r.get('recover_first_s')):>7} {s(r.get('recover_drained_s')):>7}")
 
 
 HEADER = (f"{'scenario':<15} {'sent':>5} {'ref':>4} {'decid':>5} {'lost':>4} {'dup':>4} "
-          f"{'staleO':>6} {'uncl.O':>6} {'wrgO':>5} {'lockM':>5} {'tmout':>5} "
+          f"{'staleO':>6} {'uncl.O':>6} {'wrgO':>5} {'lockM':>5} {'lateL':>5} {'tmout':>5} "
           f"{'first_s':>7} {'drain_s':>7}")
 
 
@@ -373,7 +379,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(fmt_row(r))
     print("\nref: refused (the camera saw the error); staleO: OPEN older than the deadline; "
           "uncl.O: OPEN without a claim; wrgO: OPEN where DENY was due; lockM: decided but "
-          "never accepted by its lock; tmout: DENY timeout; first_s / drain_s: seconds from "
+          "never accepted by its lock; lateL: OPEN decided in time but accepted by the lock more "
+          "than the deadline after the upload (a lock that caught up; within the event's "
+          "life); tmout: DENY timeout; first_s / drain_s: seconds from "
           "the fault's end to the first correct decision / to the last decision of an upload "
           "made before it ended")
     for r in rows:
