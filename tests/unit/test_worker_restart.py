@@ -28,7 +28,7 @@ from services.matcher.settings import MatcherSettings
 pytestmark = pytest.mark.unit
 
 
-class Execd(Exception):
+class ExecCalledError(Exception):
     """``os.execv`` does not return; the recorder raises this instead."""
 
 
@@ -54,7 +54,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     def execv(path: str, args: list[str]) -> None:
         state["execv"].append((path, args, list(app.closed)))
-        raise Execd
+        raise ExecCalledError
 
     app = FakeApp()
     state["app"] = app
@@ -72,7 +72,7 @@ def world(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 
 def test_a_worker_that_failed_after_it_was_ready_runs_again(world: dict[str, Any]) -> None:
-    with pytest.raises(Execd):
+    with pytest.raises(ExecCalledError):
         run_worker(world["spec"], [])
     [(path, args, closed_before)] = world["execv"]
     assert path == sys.executable
