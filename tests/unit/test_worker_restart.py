@@ -7,18 +7,21 @@ with status 1; the local stack has no supervisor, so the encoder was gone
 and every later upload waited forever. ``run_worker`` now re-executes the
 process (same arguments) in that case, and only in that case. Celery's
 ``worker_main`` is replaced here by a stand-in that says ready (or not) and
-exits with a given status; ``os.execv`` by a recorder.
+stops as Celery does: ``worker_main`` returns and the status is left on
+the worker (``WorkController.exitcode``), or ``SystemExit`` is raised;
+``os.execv`` by a recorder.
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutting_down
 from secrets_env import TEST_SECRETS
 
 from facegate.adapters import celery_worker
@@ -30,6 +33,13 @@ pytestmark = pytest.mark.unit
 
 class ExecCalledError(Exception):
     """``os.execv`` does not return; the recorder raises this instead."""
+
+
+class FakeConsumer:
+    """What Celery's ``worker_ready`` names as sender: the consumer."""
+
+    def __init__(self, controller: object) -> None:
+        self.controller = controller
 
 
 @dataclass
@@ -45,12 +55,19 @@ def world(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     for name, value in TEST_SECRETS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("FACEGATE_LOG_LEVEL", "WARNING")
-    state: dict[str, Any] = {"ready": True, "status": 1, "execv": []}
+    state: dict[str, Any] = {
+        "ready": True, "status": 1, "signal": False, "raise": False, "execv": [],
+    }
 
     def worker_main(self: Celery, argv: list[str]) -> None:
+        controller = SimpleNamespace(exitcode=None)
         if state["ready"]:
-            worker_ready.send(sender=None)
-        raise SystemExit(state["status"])
+            worker_ready.send(sender=FakeConsumer(controller))
+        if state["signal"]:  # Celery's SIGTERM/SIGINT handler
+            worker_shutting_down.send(sender="worker", sig="SIGTERM", how="Warm", exitcode=0)
+        if state["raise"]:
+            raise SystemExit(state["status"])
+        controller.exitcode = state["status"]  # WorkController.stop(exitcode=...)
 
     def execv(path: str, args: list[str]) -> None:
         state["execv"].append((path, args, list(app.closed)))
@@ -71,7 +88,11 @@ def world(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return state
 
 
-def test_a_worker_that_failed_after_it_was_ready_runs_again(world: dict[str, Any]) -> None:
+@pytest.mark.parametrize("raises", [False, True])
+def test_a_worker_that_failed_after_it_was_ready_runs_again(
+    world: dict[str, Any], raises: bool
+) -> None:
+    world["raise"] = raises  # "Unrecoverable error": status 1 on the worker, or SystemExit(1)
     with pytest.raises(ExecCalledError):
         run_worker(world["spec"], [])
     [(path, args, closed_before)] = world["execv"]
@@ -81,13 +102,21 @@ def test_a_worker_that_failed_after_it_was_ready_runs_again(world: dict[str, Any
 
 
 def test_a_worker_asked_to_stop_stops(world: dict[str, Any]) -> None:
-    world["status"] = 0  # a warm shutdown (SIGTERM)
+    world["status"], world["signal"] = 0, True  # a warm shutdown (SIGTERM)
     assert run_worker(world["spec"], []) == 0
     assert world["execv"] == [] and world["app"].closed == ["closed"]
 
 
+def test_a_signal_stops_it_even_with_a_failure_status(world: dict[str, Any]) -> None:
+    world["signal"] = True  # Ctrl-C twice: a cold shutdown, status 1
+    assert run_worker(world["spec"], []) == 1
+    assert world["execv"] == []
+
+
 def test_a_worker_that_never_was_ready_exits_with_its_status(world: dict[str, Any]) -> None:
     world["ready"] = False  # no crash loop for a worker that cannot start
+    assert run_worker(world["spec"], []) == 0  # Celery kept the status to itself
+    world["raise"] = True
     assert run_worker(world["spec"], []) == 1
     assert world["execv"] == []
 

@@ -23,8 +23,8 @@ restart), and Celery then stops the worker for good; a local stack has no
 supervisor to start it again (compose's ``restart: unless-stopped`` would),
 so the uploads queued for it would wait forever. Found by ``bench/chaos.py``
 (``redis-kill``). The tasks it held come back after the visibility timeout.
-A worker asked to stop (SIGTERM, SIGINT: a warm shutdown, status 0) stops;
-one that fails before it was ever ready exits with the status.
+A worker asked to stop (SIGTERM, SIGINT, SIGQUIT) stops; one that fails
+before it was ever ready exits with the status (no crash loop).
 """
 
 from __future__ import annotations
@@ -88,14 +88,14 @@ def run_worker(spec: WorkerSpec[S, A], argv: Sequence[str] | None = None) -> int
     if isinstance(started, int):
         return started
     settings = started.settings
-    from celery.signals import worker_ready
+    from celery.signals import worker_ready, worker_shutting_down
 
     try:
         app = spec.build(settings)
     except FacegateError as exc:
         sys.stderr.write(f"facegate {spec.name}: cannot start: {exc}\n")
         return 1
-    was_ready = False
+    seen: dict[str, Any] = {"controller": None, "ready": False, "asked": False}
     status = 0
     try:
         celery = make_celery(settings, f"facegate-{spec.name}")
@@ -103,22 +103,28 @@ def run_worker(spec: WorkerSpec[S, A], argv: Sequence[str] | None = None) -> int
         ready_file: Path | None = started.args.ready_file
 
         @worker_ready.connect(weak=False)  # type: ignore[misc,untyped-decorator]
-        def _ready(**_: Any) -> None:
-            nonlocal was_ready
-            was_ready = True
+        def _ready(sender: Any = None, **_: Any) -> None:
+            seen["ready"] = True
+            seen["controller"] = getattr(sender, "controller", None)
             log.info("%s %s", spec.name, spec.ready_message(app))
             if spec.on_ready is not None:
                 spec.on_ready(app)
             if ready_file is not None:
                 ready_file.write_text("ready\n")
 
+        @worker_shutting_down.connect(weak=False)  # type: ignore[misc,untyped-decorator]
+        def _asked(**_: Any) -> None:
+            seen["asked"] = True  # SIGTERM, SIGINT, SIGQUIT: stop for good
+
         try:
             celery.worker_main(spec.worker_argv(settings, started.extra))
+            # Celery keeps the status on the worker (worker_main returns None)
+            status = exit_status(getattr(seen["controller"], "exitcode", None))
         except SystemExit as exc:
             status = exit_status(exc.code)
     finally:
         app.close()
-    if status != 0 and was_ready:
+    if status != 0 and seen["ready"] and not seen["asked"]:
         restart_process(spec.name, status)
     return status
 
