@@ -22,7 +22,8 @@ loaded again). The case that needs it: kombu's Redis transport can raise an
 restart), and Celery then stops the worker for good; a local stack has no
 supervisor to start it again (compose's ``restart: unless-stopped`` would),
 so the uploads queued for it would wait forever. Found by ``bench/chaos.py``
-(``redis-kill``). The tasks it held come back after the visibility timeout.
+(``redis-kill``); tests/integration/test_worker_restart_process.py. The
+tasks it held come back after the visibility timeout.
 A worker asked to stop (SIGTERM, SIGINT, SIGQUIT) stops; one that fails
 before it was ever ready exits with the status (no crash loop).
 """
