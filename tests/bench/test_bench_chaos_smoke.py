@@ -11,8 +11,8 @@ persistent state: no event accepted twice, the gap caught up), Redis
 low rate, the reconciler every second with a 4 s grace, a 15 s visibility
 timeout, an undecided upload sent again after 20 s (a task message that a
 ``kill -9`` took with it: kombu's Redis transport pops a message before it
-records it as unacknowledged): the whole module took 4 min 10 s on the
-2-core machine with five other sessions at work (load average 8).
+records it as unacknowledged): the whole module took 2 min 40 s (load
+average 5) to 4 min 10 s (load average 8) on the shared 2-core machine.
 
 Ports: ``FACEGATE_BENCH_SMOKE_BASE_PORT`` + 20 .. + 26 (default
 27430..27436).
