@@ -60,6 +60,7 @@ bench: install
 	$(PY) bench/image_memory.py
 	$(PY) bench/e2e_load.py --find-max --out bench/results/e2e_find_max.json
 	$(PY) bench/e2e_load.py --scaling 1x1,2x1,1x16,2x16 --out bench/results/e2e_scaling.json
+	$(PY) bench/chaos.py --out bench/results/chaos.json
 
 bench-smoke: install
 	$(PY) -m pytest -q tests/bench

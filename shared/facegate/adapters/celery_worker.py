@@ -13,13 +13,28 @@ which may load a model: before the first task is consumed, never at import),
 builds the Celery app, hands both to the service's ``register(celery, app)``,
 writes ``--ready-file`` once Celery says the worker is ready, and closes the
 app when the worker stops. Nothing here knows what the service does.
+
+A worker that was ready and then stops on an error of its own (Celery's
+"Unrecoverable error", exit status 1) starts again: the process re-executes
+itself after :data:`RESTART_DELAY_S` (same pid, same arguments; the model is
+loaded again). The case that needs it: kombu's Redis transport can raise an
+``AttributeError`` while it closes a connection that Redis dropped (a Redis
+restart), and Celery then stops the worker for good; a local stack has no
+supervisor to start it again (compose's ``restart: unless-stopped`` would),
+so the uploads queued for it would wait forever. Found by ``bench/chaos.py``
+(``redis-kill``); tests/integration/test_worker_restart_process.py. The
+tasks it held come back after the visibility timeout.
+A worker asked to stop (SIGTERM, SIGINT, SIGQUIT) stops; one that fails
+before it was ever ready exits with the status (no crash loop).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +49,9 @@ log = logging.getLogger(__name__)
 
 S = TypeVar("S", bound=CommonSettings)
 A = TypeVar("A", bound=Closable)
+
+RESTART_DELAY_S = 2.0
+"""Pause before a worker that failed after it was ready starts again."""
 
 
 @dataclass(frozen=True)
@@ -71,30 +89,66 @@ def run_worker(spec: WorkerSpec[S, A], argv: Sequence[str] | None = None) -> int
     if isinstance(started, int):
         return started
     settings = started.settings
-    from celery.signals import worker_ready
+    from celery.signals import worker_ready, worker_shutting_down
 
     try:
         app = spec.build(settings)
     except FacegateError as exc:
         sys.stderr.write(f"facegate {spec.name}: cannot start: {exc}\n")
         return 1
+    seen: dict[str, Any] = {"controller": None, "ready": False, "asked": False}
+    status = 0
     try:
         celery = make_celery(settings, f"facegate-{spec.name}")
         spec.register(celery, app)
         ready_file: Path | None = started.args.ready_file
 
         @worker_ready.connect(weak=False)  # type: ignore[misc,untyped-decorator]
-        def _ready(**_: Any) -> None:
+        def _ready(sender: Any = None, **_: Any) -> None:
+            seen["ready"] = True
+            seen["controller"] = getattr(sender, "controller", None)
             log.info("%s %s", spec.name, spec.ready_message(app))
             if spec.on_ready is not None:
                 spec.on_ready(app)
             if ready_file is not None:
                 ready_file.write_text("ready\n")
 
-        celery.worker_main(spec.worker_argv(settings, started.extra))
+        @worker_shutting_down.connect(weak=False)  # type: ignore[misc,untyped-decorator]
+        def _asked(**_: Any) -> None:
+            seen["asked"] = True  # SIGTERM, SIGINT, SIGQUIT: stop for good
+
+        try:
+            celery.worker_main(spec.worker_argv(settings, started.extra))
+            # Celery keeps the status on the worker (worker_main returns None)
+            status = exit_status(getattr(seen["controller"], "exitcode", None))
+        except SystemExit as exc:
+            status = exit_status(exc.code)
     finally:
         app.close()
-    return 0
+    if status != 0 and seen["ready"] and not seen["asked"]:
+        restart_process(spec.name, status)
+    return status
+
+
+def exit_status(code: object) -> int:
+    """The exit status ``sys.exit(code)`` gives."""
+    if code is None:
+        return 0
+    return code if isinstance(code, int) else 1
+
+
+def restart_process(name: str, status: int) -> None:
+    """Execute this process again, with the arguments it was started with."""
+    log.error(
+        "%s: the Celery worker stopped on an error (exit status %d); starting again in %.0f s",
+        name, status, RESTART_DELAY_S,
+    )
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    time.sleep(RESTART_DELAY_S)
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
 
 def celery_worker_argv(
@@ -120,4 +174,5 @@ def celery_worker_argv(
     ]
 
 
-__all__ = ["WorkerSpec", "celery_worker_argv", "run_worker"]
+__all__ = ["RESTART_DELAY_S", "WorkerSpec", "celery_worker_argv", "exit_status",
+           "restart_process", "run_worker"]
