@@ -9,6 +9,7 @@ POST     ``/v1/events``                  webhook token (Bearer)        200
 POST     ``/v1/doors/<door>/presign``    camera token (Bearer)         200
 POST     ``/v1/doors/<door>/uploads``    camera token (Bearer)         201
 GET      ``/healthz``                    none                          200
+GET      ``/metrics``                    none                          200
 =======  ==============================  ============================  ==========
 
 Errors are ``{"error": <code>, "message": <text>}`` with 400 (malformed),
@@ -36,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
+from facegate.adapters import metrics
 from facegate.core.errors import BadMessageError, ConfigError, PermanentError, TransientError
 from services.ingest.service import (
     IngestApp,
@@ -188,6 +190,14 @@ class IngestHandler(BaseHTTPRequestHandler):
             log.info("client went away before the answer: %s", exc)
 
     def do_GET(self) -> None:
+        if urlsplit(self.path).path == "/metrics":  # Prometheus text, not JSON
+            body, content_type = metrics.exposition()
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         self._dispatch("GET")
 
     def do_POST(self) -> None:

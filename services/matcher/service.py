@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from facegate.adapters import metrics
 from facegate.adapters.store import ApproachState, FrameStatus, MatcherStore
 from facegate.core.errors import TransientError
 from facegate.core.keys import new_upload_id
@@ -118,17 +119,15 @@ class MatcherService:
             cached = self._galleries.get(model_id)
         if cached is not None:
             return cached
+        began = time.perf_counter()
         version, mapping = self.store.templates_snapshot(model_id)
         gallery = Gallery.from_mapping(mapping) if mapping else Gallery.empty(dim)
         with self._lock:
             if version == self._version:
                 self._galleries[model_id] = gallery
-        log.info(
-            "gallery for %s: %d people, %d templates",
-            model_id,
-            len(gallery),
-            gallery.template_count,
-        )
+        n, templates = len(gallery), gallery.template_count
+        metrics.observe_gallery(n, templates, time.perf_counter() - began)
+        log.info("gallery for %s: %d people, %d templates", model_id, n, templates)
         return gallery
 
     def door(self, door: str) -> DoorPolicy | None:
@@ -377,6 +376,7 @@ class MatcherService:
         )
         if recorded is None:
             return 0
+        metrics.observe_close(recorded.event)
         log.info(
             "door %s approach %s: window closed after %d frame(s) without a pass: DENY %s",
             state.door,

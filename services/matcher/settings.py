@@ -25,5 +25,11 @@ class MatcherSettings(CommonSettings):
         "then it gets one DENY unless a frame passed",
     )
 
+    matcher_metrics_port: int = Field(
+        0, ge=0, le=65535,
+        description="the matcher's /metrics, /healthz, /readyz (0: off; the local stack "
+        "uses 18721 + n - 1 for matcher-n)",
+    )
+
 
 __all__ = ["MatcherSettings"]

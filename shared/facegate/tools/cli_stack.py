@@ -32,6 +32,13 @@ def _print_status(statuses: Any) -> None:
         print(f"{s.name:<12} {state:<22} log {s.log}{extra}")
 
 
+def _print_metrics(stack: Any) -> None:
+    """Where Prometheus scrapes each process (workers: /healthz, /readyz beside it)."""
+    print("metrics (Prometheus /metrics; the workers also answer /healthz and /readyz):")
+    for name, url in stack.config.metrics_urls().items():
+        print(f"  {name:<10} {url}")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     logging.getLogger("facegate.tools.devstack").setLevel(logging.INFO)
     stack = _stack(args)
@@ -39,6 +46,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     _print_status(stack.up())
     print(f"ingest: {stack.config.ingest_url}   S3: {stack.config.s3_endpoint}   "
           f"Redis: {stack.config.redis_url}")
+    _print_metrics(stack)
     print("the facegate commands use this stack's settings; `facegate stack env` exports them")
     return 0
 
@@ -50,8 +58,10 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    statuses = _stack(args).status()
+    stack = _stack(args)
+    statuses = stack.status()
     _print_status(statuses)
+    _print_metrics(stack)
     return 0 if all(s.running for s in statuses) else 1
 
 
