@@ -126,6 +126,7 @@ def test_ready_once_consuming(worker: Worker) -> None:
     until("live", lambda: get(f"{worker.url}/healthz")[0] == 200)
     until("ready", lambda: ready(worker)[0] == 200, 90.0)
     status, answer = ready(worker)
+    assert status == 200
     assert answer == {
         "status": "ready",
         "checks": {"built": "ok", "consuming": "ok", "redis": "ok", "broker": "ok"},
