@@ -238,3 +238,69 @@ def test_other_routes_and_methods_are_refused() -> None:
 
 def test_run_checks_treats_none_as_passed() -> None:
     assert run_checks({"a": lambda: None, "b": lambda: 1}) == (True, {"a": "ok", "b": "ok"})
+
+
+# --- the local stack's ports and URLs -------------------------------------------------
+
+
+def test_the_stack_gives_each_worker_process_its_own_metrics_port(tmp_path: Any) -> None:
+    from facegate.tools.devstack import StackConfig
+
+    cfg = StackConfig.default(tmp_path, encoders=2, matchers=1)
+    assert cfg.metrics_urls() == {
+        "ingest": "http://127.0.0.1:18700/metrics",
+        "encoder-1": "http://127.0.0.1:18711/metrics",
+        "encoder-2": "http://127.0.0.1:18712/metrics",
+        "matcher-1": "http://127.0.0.1:18721/metrics",
+    }
+    assert cfg.process_env("encoder-2") == {"FACEGATE_ENCODER_METRICS_PORT": "18712"}
+    assert cfg.process_env("matcher-1") == {"FACEGATE_MATCHER_METRICS_PORT": "18721"}
+    assert cfg.process_env("ingest") == {}
+    tests = StackConfig.for_tests(28600, tmp_path)
+    assert tests.sidecar_ports() == {"encoder-1": 28610, "matcher-1": 28620}
+
+
+def test_colliding_metrics_ports_are_refused(tmp_path: Any) -> None:
+    from facegate.core.errors import ConfigError
+    from facegate.tools.devstack import StackConfig
+
+    with pytest.raises(ConfigError, match="metrics ports collide"):
+        StackConfig.default(tmp_path, encoders=11)  # encoder-11 would take matcher-1's port
+    with pytest.raises(ConfigError, match="metrics ports collide"):
+        StackConfig.default(tmp_path, encoder_metrics_port=18700)  # ingest's
+
+
+MULTIPROCESS = """
+import multiprocessing, sys
+from facegate.adapters import metrics
+
+def child(n):
+    metrics.observe_batch(n, 0.01)
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=child, args=(n,)) for n in (3, 5)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    sys.stdout.write(metrics.exposition()[0].decode())
+"""
+
+
+def test_forked_processes_are_aggregated_with_a_multiprocess_dir(tmp_path: Any) -> None:
+    """A worker run with a forking pool and PROMETHEUS_MULTIPROC_DIR:
+    what each child observed is served by the parent."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", MULTIPROCESS], env=env, cwd=root,
+                         capture_output=True, text=True, check=True, timeout=60)
+    found = {(s.name, tuple(sorted(s.labels.items()))): s.value
+             for f in text_string_to_metric_families(out.stdout) for s in f.samples}
+    assert found[("facegate_encoder_batch_size_count", ())] == 2.0
+    assert found[("facegate_encoder_batch_size_sum", ())] == 8.0

@@ -21,7 +21,7 @@ Why one process serves: facegate's workers do not fork (the encoder runs
 Celery's ``threads`` pool, the matcher ``solo`` or ``threads``), so the
 process that runs the tasks holds every metric and serves them. Should
 someone run a worker with a forking pool anyway, setting
-``PROMETHEUS_MULTIPROCESS_DIR`` (an empty folder per start) makes every
+``PROMETHEUS_MULTIPROC_DIR`` (an empty folder per start) makes every
 process write its values there and this server aggregate them.
 """
 

@@ -278,9 +278,9 @@ class QueueDepthCollector(Collector):
 
 def serving_registry() -> CollectorRegistry:
     """What ``/metrics`` serves: this process's registry, or, when
-    ``PROMETHEUS_MULTIPROCESS_DIR`` is set (a worker run with a forking
+    ``PROMETHEUS_MULTIPROC_DIR`` is set (a worker run with a forking
     pool), every process's values aggregated from that folder."""
-    if not os.environ.get("PROMETHEUS_MULTIPROCESS_DIR"):
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return REGISTRY
     from prometheus_client import multiprocess
 
