@@ -304,3 +304,15 @@ def test_forked_processes_are_aggregated_with_a_multiprocess_dir(tmp_path: Any) 
              for f in text_string_to_metric_families(out.stdout) for s in f.samples}
     assert found[("facegate_encoder_batch_size_count", ())] == 2.0
     assert found[("facegate_encoder_batch_size_sum", ())] == 8.0
+
+
+def test_stack_status_prints_the_metrics_urls(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from facegate.tools.cli import main
+
+    assert main(["stack", "status", "--state-dir", str(tmp_path)]) == 1  # nothing runs
+    out = capsys.readouterr().out
+    for url in ("http://127.0.0.1:18700/metrics", "http://127.0.0.1:18711/metrics",
+                "http://127.0.0.1:18721/metrics"):
+        assert url in out
