@@ -1,4 +1,4 @@
-"""Scraping the running pipeline's ``/metrics`` (tests/e2e/test_metrics.py,
+"""Scraping the running pipeline's ``/metrics`` (tests/e2e/test_pipeline_metrics.py,
 tests/e2e/test_prometheus.py): fetch, parse with prometheus-client's own
 parser, read one sample; and uploads that are waited for until decided."""
 
