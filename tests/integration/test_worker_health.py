@@ -194,3 +194,27 @@ def test_ingest_serves_metrics(ingest_url: str) -> None:
     names = {f.name for f in text_string_to_metric_families(body.decode())}
     assert {"facegate_ingest_uploads", "facegate_reconciler_passes",
             "facegate_backend_errors"} <= names
+
+
+def test_an_encoder_is_not_ready_until_its_model_is_built(worker: Worker) -> None:
+    """The sidecar as run_worker starts it for the encoder, before the build
+    (port 0: any free one): live at once, ready only once the model is built
+    and Celery consumes."""
+    from facegate.adapters.celery_worker import _Sidecar
+
+    until("the module's Redis up", lambda: ready(worker)[0] == 200, 60.0)
+    sidecar = _Sidecar(worker.settings, 0, "model")
+    url = sidecar.server.url
+    try:
+        assert get(f"{url}/healthz") == (200, b'{"status":"ok"}')
+        status, body = get(f"{url}/readyz")
+        checks = json.loads(body)["checks"]
+        assert status == 503
+        assert checks == {"model": "failed", "consuming": "failed", "redis": "ok", "broker": "ok"}
+        sidecar.built.set()
+        assert get(f"{url}/readyz")[0] == 503  # built, not yet consuming
+        sidecar.consuming.set()
+        assert get(f"{url}/readyz")[0] == 200
+    finally:
+        sidecar.close()
+    assert get(f"{url}/healthz")[0] == 0  # closed: nothing listens
