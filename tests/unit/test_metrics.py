@@ -271,8 +271,17 @@ def test_colliding_metrics_ports_are_refused(tmp_path: Any) -> None:
 
 
 MULTIPROCESS = """
-import multiprocessing, sys
+import io, multiprocessing, sys
 from facegate.adapters import metrics
+from facegate.adapters.health_http import health_app
+
+class Pipe:
+    def llen(self, key): pass
+    def hlen(self, key): pass
+    def execute(self): return [2, 0, 0, 0, 0]
+
+class Broker:
+    def pipeline(self, transaction=True): return Pipe()
 
 def child(n):
     metrics.observe_batch(n, 0.01)
@@ -284,7 +293,12 @@ if __name__ == "__main__":
         p.start()
     for p in procs:
         p.join()
-    sys.stdout.write(metrics.exposition()[0].decode())
+    registry = metrics.serving_registry()  # as the sidecar builds it
+    registry.register(metrics.QueueDepthCollector(Broker(), ("encode",)))
+    environ = {"PATH_INFO": "/metrics", "REQUEST_METHOD": "GET", "QUERY_STRING": "",
+               "wsgi.input": io.BytesIO(), "HTTP_ACCEPT": "text/plain"}
+    body = b"".join(health_app({}, registry)(environ, lambda status, headers: None))
+    sys.stdout.write(body.decode())
 """
 
 
@@ -304,6 +318,7 @@ def test_forked_processes_are_aggregated_with_a_multiprocess_dir(tmp_path: Any) 
              for f in text_string_to_metric_families(out.stdout) for s in f.samples}
     assert found[("facegate_encoder_batch_size_count", ())] == 2.0
     assert found[("facegate_encoder_batch_size_sum", ())] == 8.0
+    assert found[("facegate_queue_messages", (("queue", "encode"),))] == 2.0
 
 
 def test_stack_status_prints_the_metrics_urls(

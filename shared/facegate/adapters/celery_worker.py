@@ -92,7 +92,7 @@ class _Sidecar:
             "broker": self._clients[1].ping,
         }
         try:
-            self.server = HealthServer(settings.metrics_host, port, checks).start()
+            self.server = HealthServer(settings.metrics_host, port, checks, self.registry).start()
         except BaseException:
             self.close()
             raise

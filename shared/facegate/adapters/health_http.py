@@ -35,7 +35,7 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import make_wsgi_app
+from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from facegate.adapters.metrics import serving_registry
 
@@ -68,10 +68,12 @@ def run_checks(checks: Mapping[str, Check]) -> tuple[bool, dict[str, str]]:
     return all(v == "ok" for v in results.values()), results
 
 
-def health_app(checks: Mapping[str, Check]) -> Callable[[dict[str, Any], StartResponse],
-                                                          Iterable[bytes]]:
-    """The WSGI app of the three routes."""
-    metrics = make_wsgi_app(serving_registry())
+def health_app(
+    checks: Mapping[str, Check], registry: CollectorRegistry | None = None
+) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    """The WSGI app of the three routes (``/metrics`` serves ``registry``,
+    by default :func:`~facegate.adapters.metrics.serving_registry`)."""
+    metrics = make_wsgi_app(registry or serving_registry())
 
     def _json(start: StartResponse, status: str, payload: dict[str, Any]) -> list[bytes]:
         body = json.dumps(payload, separators=(",", ":")).encode()
@@ -102,9 +104,16 @@ def health_app(checks: Mapping[str, Check]) -> Callable[[dict[str, Any], StartRe
 class HealthServer:
     """``/metrics``, ``/healthz``, ``/readyz`` on ``host:port`` (port 0: any free one)."""
 
-    def __init__(self, host: str, port: int, checks: Mapping[str, Check]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        checks: Mapping[str, Check],
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.checks = dict(checks)
-        self._server = make_server(host, port, health_app(self.checks), _Server, _QuietHandler)
+        app = health_app(self.checks, registry)
+        self._server = make_server(host, port, app, _Server, _QuietHandler)
         self._thread: threading.Thread | None = None
 
     @property
