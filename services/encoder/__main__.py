@@ -41,6 +41,8 @@ ENCODER = WorkerSpec(
     worker_argv=worker_argv,
     ready_message=_ready,
     description=__doc__,
+    metrics_port=lambda settings: settings.encoder_metrics_port,
+    built_check="model",
 )
 
 

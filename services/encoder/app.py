@@ -10,11 +10,13 @@ consumes its first task, and hands the result to ``tasks.register``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from celery import Celery
 
+from facegate.adapters import metrics
 from facegate.adapters.celery_app import make_celery, send_match
 from facegate.adapters.objectstore import MinioObjectStore
 from facegate.adapters.redis_store import RedisStore
@@ -55,7 +57,9 @@ def build(
     if engine is None:
         from facegate.engine.factory import build_face_encoder
 
+        began = time.perf_counter()
         engine = build_face_encoder(settings.model_cache, detector=settings.detector_config())
+        metrics.observe_model_build(time.perf_counter() - began)
     celery = sender if sender is not None else make_celery(settings, "facegate-encoder-sender")
     store = RedisStore.from_url(settings.redis_url)
     objects = MinioObjectStore(settings)
@@ -76,5 +80,6 @@ def build(
         max_size=settings.batch_size,
         max_wait_s=settings.batch_wait_ms / 1000.0,
         name="encode-batcher",
+        on_batch=metrics.observe_batch,
     )
     return EncoderApp(settings, store, service, batcher, pipeline, _send, celery)

@@ -19,6 +19,8 @@ With ``handoff`` instead of ``process`` the batch and its futures are handed
 on (``handoff(items, futures)``, e.g. :meth:`services.encoder.pipeline.
 Pipeline.put`), which completes the futures later; a handoff that blocks
 holds the worker thread, so items queue and the next batch is fuller.
+``on_batch(size, wait_s)``, when given, hears of each batch as it is formed
+(how many items, how long it was collected: the encoder's metrics).
 
 After :meth:`Batcher.close` a submit raises :class:`BatcherClosedError`, a
 transient error: the task retries, so its message goes back to the broker
@@ -79,6 +81,7 @@ class Batcher(Generic[T, R]):
         name: str = "batcher",
         clock: Callable[[], float] = time.monotonic,
         keep_sizes: int = 10_000,
+        on_batch: Callable[[int, float], object] | None = None,
     ) -> None:
         if max_size < 1:
             raise ValueError("max_size must be >= 1")
@@ -92,6 +95,7 @@ class Batcher(Generic[T, R]):
         self.max_wait_s = max_wait_s
         self._clock = clock
         self._keep_sizes = keep_sizes
+        self._on_batch = on_batch
         self._queue: queue.Queue[object] = queue.Queue()
         self._closed = threading.Event()
         self.stats = BatchStats()
@@ -136,7 +140,10 @@ class Batcher(Generic[T, R]):
             entry = self._queue.get()
             if entry is _STOP:
                 break
+            began = self._clock()
             batch, stopping = self._collect(entry)  # type: ignore[arg-type]
+            if self._on_batch is not None:
+                self._on_batch(len(batch), self._clock() - began)
             self._run_batch(batch)
         # whatever is still queued after the stop marker is refused, not lost silently
         while True:

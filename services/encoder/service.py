@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from facegate.adapters import metrics
 from facegate.adapters.objectstore import ObjectStore
 from facegate.adapters.replies import encode_reply, face_box
 from facegate.adapters.store import EncoderStore
@@ -222,6 +223,7 @@ class EncoderService:
         for batch in batches:
             batch.release_pixels()
         first = batches[0]
+        metrics.ENGINE_SECONDS.observe(max(0.0, first.embedded - start))
         log.info(
             "engine: %d batch(es), %d uploads: fetch %.0f ms, decode %.0f ms, wait %.0f ms, "
             "engine %.0f ms",
@@ -380,7 +382,9 @@ class EncoderService:
         try:
             self.send_match(match)
         except Exception as exc:  # kombu/redis raise many types
+            metrics.backend_error("broker")
             raise _BrokerError(f"could not send the match of {request.upload_id}: {exc}") from exc
+        metrics.observe_encoded(len(faces), error)
         return Encoded(request.upload_id, len(faces), error, match)
 
 

@@ -35,6 +35,12 @@ class EncoderSettings(CommonSettings):
         description="longest side searched for faces (larger uploads: a scaled copy; 0: never)",
     )
 
+    encoder_metrics_port: int = Field(
+        0, ge=0, le=65535,
+        description="the encoder's /metrics, /healthz, /readyz (0: off; the local stack "
+        "uses 18711 + n - 1 for encoder-n)",
+    )
+
     @field_validator("max_search_side")
     @classmethod
     def _room_for_a_face(cls, value: int) -> int:

@@ -11,6 +11,7 @@ POST     ``/v1/doors/{door}/uploads``    camera token (Bearer)         201
 GET      ``/healthz``                    none (liveness)               200
 GET      ``/readyz``                     none (Redis and S3 answer)    200
 GET      ``/openapi.json``               none                          200
+GET      ``/metrics``                    none (Prometheus text)        200
 =======  ==============================  ============================  ==========
 
 Errors are :class:`~services.ingest.api_models.ErrorBody` (``{"error":
@@ -43,6 +44,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
+from facegate.adapters import metrics
 from facegate.core import keys
 from facegate.core.errors import BadMessageError, ConfigError, PermanentError, TransientError
 from services.ingest.api_models import (
@@ -196,8 +198,11 @@ def _routes(app: IngestApp) -> APIRouter:
         """Readiness: Redis and the object store answer (503 otherwise)."""
         return await run_in_threadpool(app.ready)
 
-    # /metrics (Prometheus text) belongs here, beside the probes: a GET route
-    # returning PlainTextResponse, `include_in_schema=False`.
+    @router.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        """Prometheus text exposition (not JSON: outside the OpenAPI document)."""
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     event_body = {"content": {"application/json": {"schema": {"type": "object"}}}}
 

@@ -41,6 +41,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from facegate.adapters import metrics
 from facegate.core import keys
 from facegate.core.errors import BadMessageError, ConfigError, TransientError
 from services.ingest.service import IngestApp
@@ -93,6 +94,7 @@ class Reconciler:
         """One pass (see the module docstring); errors of the stores propagate."""
         store = self.app.claims
         if not store.hold_lease(keys.RECONCILER_LEASE, self.holder, self.lease_ttl_s):
+            metrics.RECONCILER_PASSES.labels("not_holder").inc()
             return PassResult(ran=False)
         cursor = store.get_cursor(keys.RECONCILER_CURSOR)
         limit = self.settings.reconcile_batch
@@ -120,6 +122,8 @@ class Reconciler:
             else:
                 result.sent.append(upload_id)
         store.set_cursor(keys.RECONCILER_CURSOR, "" if result.wrapped else listed[-1].key)
+        metrics.RECONCILER_PASSES.labels("ran").inc()
+        metrics.RECONCILER_SENT.inc(len(result.sent))
         if result.sent:
             log.warning(
                 "reconciler sent %d upload(s) whose event never arrived: %s",
@@ -152,8 +156,10 @@ class Reconciler:
                 try:
                     self.run_pass()
                 except (TransientError, ConfigError) as exc:
+                    metrics.RECONCILER_PASSES.labels("failed").inc()
                     log.warning("reconciler pass failed (next in %.1f s): %s", interval, exc)
                 except Exception:
+                    metrics.RECONCILER_PASSES.labels("failed").inc()
                     log.exception("reconciler pass failed (next in %.1f s)", interval)
                 stop.wait(interval)
         finally:

@@ -63,6 +63,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from facegate.adapters import metrics
 from facegate.adapters.objectstore import ObjectInfo, ObjectStore
 from facegate.adapters.store import Claim, IngestStore
 from facegate.core import keys
@@ -349,7 +350,10 @@ class IngestApp:
                     )
                 )
         except Exception as exc:  # the broker's errors are kombu's/redis's, many types
+            metrics.backend_error("broker")
             raise EnqueueUnavailableError(f"could not send {event.key} on: {exc}") from exc
+        source = "reconciler" if reconciling else "direct" if direct else "webhook"
+        metrics.INGESTED.labels(source, "unclaimed" if claim is None else "encode").inc()
         self._mark_sent(upload_id, now, claimed=claim is not None)
         log.info(
             "%s %s (door %s, camera %s)%s",

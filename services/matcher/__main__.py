@@ -34,6 +34,7 @@ MATCHER = WorkerSpec(
     worker_argv=worker_argv,
     ready_message=_ready,
     description=__doc__,
+    metrics_port=lambda settings: settings.matcher_metrics_port,
     on_ready=lambda app: app.sweeper.start(),
 )
 

@@ -38,6 +38,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from facegate.adapters import metrics
 from facegate.adapters.store import Change, ChangeKind, MatcherStore
 from facegate.core.live_gallery import LiveGallery
 from facegate.core.policy import DoorPolicy, allowed_template_total, door_threshold
@@ -148,6 +149,8 @@ class GalleryState:
                     self._key_versions.pop(door, None)
         self._applied = changes[-1].version
         self.applied_changes += len(changes)
+        if people:
+            metrics.gallery_size(*self._size())
         log.info(
             "gallery version %d: applied %d change(s) (%d people, %d doors)",
             self._applied,
@@ -181,9 +184,23 @@ class GalleryState:
         else:
             log.info("gallery version %s: caches cleared", floor)
 
+    def _size(self) -> tuple[int, int]:
+        """People and templates held, over every model's gallery."""
+        galleries = list(self._galleries.values())
+        return sum(len(g) for g in galleries), sum(g.template_count for g in galleries)
+
     def _load(self, model_id: str, dim: int) -> LiveGallery:
+        began = time.perf_counter()
         _, mapping = self.store.templates_snapshot(model_id)
         gallery = LiveGallery.from_mapping(mapping, dim=dim)
+        people, templates = self._size()
+        old = self._galleries.get(model_id)
+        if old is not None:  # a reload replaces it
+            people, templates = people - len(old), templates - old.template_count
+        metrics.observe_gallery(
+            people + len(gallery), templates + gallery.template_count,
+            time.perf_counter() - began,
+        )
         log.info(
             "gallery for %s: %d people, %d templates",
             model_id,

@@ -44,11 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from facegate.adapters.store import (
-    ApproachState,
-    FrameStatus,
-    MatcherStore,
-)
+from facegate.adapters import metrics
+from facegate.adapters.store import ApproachState, FrameStatus, MatcherStore
 from facegate.core.errors import TransientError
 from facegate.core.keys import new_upload_id
 from facegate.core.live_gallery import LiveGallery
@@ -309,6 +306,7 @@ class MatcherService:
         )
         if recorded is None:
             return 0
+        metrics.observe_close(recorded.event)
         log.info(
             "door %s approach %s: window closed after %d frame(s) without a pass: DENY %s",
             state.door,

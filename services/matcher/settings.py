@@ -47,5 +47,11 @@ class MatcherSettings(CommonSettings):
     def zone(self) -> ZoneInfo:
         return zone(self.timezone)
 
+    matcher_metrics_port: int = Field(
+        0, ge=0, le=65535,
+        description="the matcher's /metrics, /healthz, /readyz (0: off; the local stack "
+        "uses 18721 + n - 1 for matcher-n)",
+    )
+
 
 __all__ = ["MatcherSettings"]

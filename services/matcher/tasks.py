@@ -6,6 +6,7 @@ A message that does not decode is logged and dropped, but when its
 :mod:`facegate.adapters.retries`; when they are spent (or deciding failed
 in a way the service could not turn into a DENY itself) the upload is denied
 with ``internal_error``; a later redelivery cannot add a second decision.
+Each recorded decision is counted once (:func:`observe`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,23 @@ from typing import Any
 
 from celery import Celery, Task
 
+from facegate.adapters import metrics
 from facegate.adapters.celery_app import MATCH_TASK
 from facegate.adapters.retries import MAX_RETRIES, run_with_retries
 from facegate.core.errors import BadMessageError
 from facegate.core.messages import MatchRequest, legible_ids
 from services.matcher.app import MatcherApp
+from services.matcher.service import Outcome
 
 log = logging.getLogger(__name__)
+
+
+def observe(outcome: Outcome) -> Outcome:
+    """Count a recorded decision and its latencies (a redelivery records
+    nothing, so each upload is counted once)."""
+    if outcome.recorded and outcome.event is not None:
+        metrics.observe_decision(outcome.event)
+    return outcome
 
 
 def register(celery: Celery, app: MatcherApp) -> Task:
@@ -35,13 +46,13 @@ def register(celery: Celery, app: MatcherApp) -> Task:
             log.error("dropping undecodable match request: %s", exc)
             found = legible_ids(payload)
             if found is not None:
-                app.service.deny(MatchRequest.denied(*found))
+                observe(app.service.deny(MatchRequest.denied(*found)))
             return
         run_with_retries(
             self,
-            lambda: app.service.handle(request),
+            lambda: observe(app.service.handle(request)),
             what=f"upload {request.upload_id}",
-            give_up=lambda why: app.service.deny(request),
+            give_up=lambda why: observe(app.service.deny(request)),
         )
 
     return match  # type: ignore[no-any-return]

@@ -48,9 +48,14 @@ SERVICES = {
     "redis", "minio", "minio-init", "ingest", "encoder", "matcher", "console",
     "mosquitto", "mqtt-bridge",
 }
-PROFILES = {"mosquitto": ["mqtt"], "mqtt-bridge": ["mqtt"]}
+MONITORING = {"prometheus", "grafana"}
+"""Behind ``--profile monitoring``."""
+PROFILES = {
+    "mosquitto": ["mqtt"], "mqtt-bridge": ["mqtt"], "prometheus": ["monitoring"],
+    "grafana": ["monitoring"],
+}
 """Opt-in services (``docker compose --profile NAME``); the rest always run."""
-PROFILE_SECRETS = {"FACEGATE_MQTT_PASSWORD"}
+PROFILE_SECRETS = {"FACEGATE_MQTT_PASSWORD", "GRAFANA_ADMIN_PASSWORD"}
 """Secrets of opt-in profiles: compose interpolates every service before it
 applies profiles, so a ``:?`` here would be demanded of every install; they
 are ``${VAR-}`` and the profile's service refuses to start without them."""
@@ -78,6 +83,7 @@ DUMMY_ENV = {
     "FACEGATE_WEBHOOK_TOKEN": "hook-8d2f6a1c9e3b7d50f4e2a9c6b1d8f3e7a",
     "FACEGATE_CAMERA_TOKEN": "cam-1a7e3c9b5f2d8e46c0d7b3a9e2c6f1d8b4",
     "FACEGATE_S3_PUBLIC_ENDPOINT": "doors.example.org:9000",
+    "GRAFANA_ADMIN_PASSWORD": "grafana-6d1e9b3a7c2f8e05b4a1d7c3e9f2b6a8",
 }
 
 
@@ -190,7 +196,7 @@ def references(path: Path) -> Iterator[re.Match[str]]:
 
 
 def test_expected_services(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) == SERVICES
+    assert set(services) == SERVICES | MONITORING
 
 
 def test_long_running_services_have_health_checks(services: dict[str, dict[str, Any]]) -> None:
@@ -361,7 +367,7 @@ def test_compose_refuses_each_missing_secret() -> None:
     """Interpolating without one secret fails, naming it."""
     text = "\n".join(strings(load(COMPOSE)))
     interpolate(text, DUMMY_ENV)  # all set: fine
-    for name in DUMMY_ENV:
+    for name in DUMMY_ENV.keys() - PROFILE_SECRETS:
         environ = {k: v for k, v in DUMMY_ENV.items() if k != name}
         with pytest.raises(KeyError, match=name):
             interpolate(text, environ)
@@ -476,12 +482,54 @@ def test_ingest_health_check_and_ports(services: dict[str, dict[str, Any]]) -> N
     assert any(p.endswith(f":{port}") for p in ingest["ports"])
 
 
-def test_worker_health_checks_ping_their_own_node(services: dict[str, dict[str, Any]]) -> None:
+@pytest.mark.parametrize("name", ["encoder", "matcher"])
+def test_worker_health_checks_ask_their_sidecars_readyz(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    """The health check asks /readyz on the port the worker's settings read
+    from the compose environment, on an address the sidecar listens on."""
+    env = {k: interpolate(v, DUMMY_ENV) for k, v in env_of(services[name]).items()}
+    settings = FACEGATE_SERVICES[name].from_env(env)
+    port = getattr(settings, f"{name}_metrics_port")
+    assert port > 0
+    assert settings.metrics_host == "0.0.0.0"
+    check = " ".join(services[name]["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{port}/readyz" in check
+
+
+def test_prometheus_scrapes_every_service_on_its_compose_port(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """deploy/prometheus/prometheus.yml: a job per facegate service, at the
+    port the compose file gives it; the compose service mounts that file."""
+    config = load(ROOT / "deploy" / "prometheus" / "prometheus.yml")
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    ingest_port = env_of(services["ingest"])["FACEGATE_INGEST_PORT"]
+    assert jobs["facegate-ingest"]["static_configs"][0]["targets"] == [f"ingest:{ingest_port}"]
     for name in ("encoder", "matcher"):
-        check = " ".join(services[name]["healthcheck"]["test"])
-        assert 'celery -b "$$FACEGATE_BROKER_URL" inspect ping' in check, name
-        assert "$$HOSTNAME" in check, name
-    assert '-d "matcher@$$HOSTNAME"' in " ".join(services["matcher"]["healthcheck"]["test"])
+        (sd,) = jobs[f"facegate-{name}"]["dns_sd_configs"]
+        assert sd["names"] == [name]
+        assert str(sd["port"]) == env_of(services[name])[f"FACEGATE_{name.upper()}_METRICS_PORT"]
+    mounts = services["prometheus"]["volumes"]
+    assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
+
+
+def test_grafana_is_provisioned_from_deploy(services: dict[str, dict[str, Any]]) -> None:
+    grafana = services["grafana"]
+    mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in grafana["volumes"] if "./" in v)
+    assert mounts == {
+        "./deploy/grafana/provisioning": "/etc/grafana/provisioning",
+        "./deploy/grafana/dashboards": "/var/lib/grafana/dashboards",
+    }
+    for src in mounts:
+        assert (ROOT / src).is_dir(), src
+    provider = load(ROOT / "deploy" / "grafana" / "provisioning" / "dashboards" / "facegate.yml")
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    source = load(ROOT / "deploy" / "grafana" / "provisioning" / "datasources" / "prometheus.yml")
+    (datasource,) = source["datasources"]
+    assert datasource["url"] == "http://prometheus:9090"
+    assert "prometheus" in grafana["depends_on"]
+    assert env_of(grafana)["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
 
 
 def test_matcher_node_name_matches_its_health_check() -> None:
@@ -822,6 +870,18 @@ def test_docker_compose_refuses_the_example_env_unfilled(compose_cli: list[str])
 def test_profiles(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
         assert service.get("profiles") == PROFILES.get(name), name
+
+
+def test_profile_services_refuse_to_start_without_their_secret(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """A profile's secret is ``${VAR-}`` (so installs without the profile need
+    not set it): the service that uses it checks it before it starts."""
+    grafana = " ".join(services["grafana"]["entrypoint"])
+    assert '[ -z "$$GF_SECURITY_ADMIN_PASSWORD" ]' in grafana and "exit 1" in grafana
+    assert grafana.rstrip().endswith("exec /run.sh")
+    mosquitto = " ".join(services["mosquitto"]["command"])
+    assert '[ -z "$$MQTT_PASSWORD" ]' in mosquitto and "exit 1" in mosquitto
 
 
 def test_mqtt_bridge_environment_is_a_valid_config(services: dict[str, dict[str, Any]]) -> None:

@@ -26,21 +26,34 @@ so the uploads queued for it would wait forever. Found by ``bench/chaos.py``
 tasks it held come back after the visibility timeout.
 A worker asked to stop (SIGTERM, SIGINT, SIGQUIT) stops; one that fails
 before it was ever ready exits with the status (no crash loop).
+With a metrics port (``spec.metrics_port(settings)`` > 0) a sidecar
+(:class:`~facegate.adapters.health_http.HealthServer`) serves ``/metrics``,
+``/healthz`` and ``/readyz`` on ``FACEGATE_METRICS_HOST:<port>`` from before
+the app is built (liveness while a model loads) until the worker stopped.
+Ready means: the app is built (``spec.built_check``; the encoder's model),
+Celery consumes, and Redis and the broker answer a PING (1 s timeout). The
+sidecar also reports each Celery queue's depth, read from the broker.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from facegate.adapters.celery_app import make_celery
+import redis
+
+from facegate.adapters.celery_app import ENCODE_QUEUE, MATCH_QUEUE, make_celery
+from facegate.adapters.health_http import HealthServer
+from facegate.adapters.metrics import QueueDepthCollector, serving_registry
 from facegate.core.errors import FacegateError
 from facegate.runtime.entrypoint import Closable, start
 from facegate.runtime.settings import CommonSettings
@@ -70,6 +83,45 @@ class WorkerSpec(Generic[S, A]):
     description: str | None = None
     on_ready: Callable[[A], object] | None = None
     """Called once the worker is ready (e.g. to start a background thread)."""
+    metrics_port: Callable[[S], int] = lambda settings: 0
+    """The sidecar's port (0: no sidecar)."""
+    built_check: str = "built"
+    """The readiness check's name for "the app is built" (the encoder: ``model``)."""
+
+
+class _Sidecar:
+    """The worker's health/metrics server and what its checks need."""
+
+    def __init__(self, settings: CommonSettings, port: int, built_check: str) -> None:
+        self.built = threading.Event()
+        self.consuming = threading.Event()
+        self._clients = [
+            redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+            for url in (settings.redis_url, settings.broker_url)
+        ]
+        self.registry = serving_registry()
+        self.queues = QueueDepthCollector(self._clients[1], (ENCODE_QUEUE, MATCH_QUEUE))
+        self.registry.register(self.queues)
+        checks = {
+            built_check: self.built.is_set,
+            "consuming": self.consuming.is_set,
+            "redis": self._clients[0].ping,
+            "broker": self._clients[1].ping,
+        }
+        try:
+            self.server = HealthServer(settings.metrics_host, port, checks, self.registry).start()
+        except BaseException:
+            self.close()
+            raise
+        log.info("metrics and health on %s (/metrics, /healthz, /readyz)", self.server.url)
+
+    def close(self) -> None:
+        if hasattr(self, "server"):
+            self.server.close()
+        with contextlib.suppress(KeyError):
+            self.registry.unregister(self.queues)
+        for client in self._clients:
+            client.close()
 
 
 def _ready_file(parser: argparse.ArgumentParser) -> None:
@@ -91,13 +143,23 @@ def run_worker(spec: WorkerSpec[S, A], argv: Sequence[str] | None = None) -> int
     settings = started.settings
     from celery.signals import worker_ready, worker_shutting_down
 
+    port = spec.metrics_port(settings)
+    try:
+        sidecar = _Sidecar(settings, port, spec.built_check) if port else None
+    except OSError as exc:
+        sys.stderr.write(f"facegate {spec.name}: cannot serve metrics on port {port}: {exc}\n")
+        return 1
     try:
         app = spec.build(settings)
     except FacegateError as exc:
         sys.stderr.write(f"facegate {spec.name}: cannot start: {exc}\n")
+        if sidecar is not None:
+            sidecar.close()
         return 1
     seen: dict[str, Any] = {"controller": None, "ready": False, "asked": False}
     status = 0
+    if sidecar is not None:
+        sidecar.built.set()
     try:
         celery = make_celery(settings, f"facegate-{spec.name}")
         spec.register(celery, app)
@@ -112,6 +174,8 @@ def run_worker(spec: WorkerSpec[S, A], argv: Sequence[str] | None = None) -> int
                 spec.on_ready(app)
             if ready_file is not None:
                 ready_file.write_text("ready\n")
+            if sidecar is not None:
+                sidecar.consuming.set()
 
         @worker_shutting_down.connect(weak=False)  # type: ignore[misc,untyped-decorator]
         def _asked(**_: Any) -> None:
@@ -124,7 +188,11 @@ def run_worker(spec: WorkerSpec[S, A], argv: Sequence[str] | None = None) -> int
         except SystemExit as exc:
             status = exit_status(exc.code)
     finally:
+        if sidecar is not None:
+            sidecar.consuming.clear()
         app.close()
+        if sidecar is not None:
+            sidecar.close()  # before a restart: the new process binds the port again
     if status != 0 and seen["ready"] and not seen["asked"]:
         restart_process(spec.name, status)
     return status

@@ -32,6 +32,7 @@ from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 from minio.notificationconfig import NotificationConfig, PrefixFilterRule, QueueConfig
 
+from facegate.adapters.metrics import backend_error
 from facegate.core.errors import ConfigError, ImageError, StoreUnavailableError
 from facegate.core.keys import UPLOADS_PREFIX
 from facegate.runtime.settings import CommonSettings
@@ -122,14 +123,17 @@ def _translated(what: str, key: str = "") -> Iterator[None]:
     except S3Error as exc:
         if exc.code in _MISSING_CODES:
             raise ImageError(f"object {key!r} does not exist in the bucket") from exc
+        backend_error("s3")
         if exc.code in _CREDENTIAL_CODES:
             raise ConfigError(
                 f"object store refused the credentials ({exc.code}) on {where}"
             ) from exc
         raise StoreUnavailableError(f"object store: {where}: {exc.code}: {exc.message}") from exc
     except (ServerError, InvalidResponseError) as exc:
+        backend_error("s3")
         raise StoreUnavailableError(f"object store: {where}: {exc}") from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
+        backend_error("s3")
         raise StoreUnavailableError(f"object store unreachable: {where}: {exc}") from exc
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
+from facegate.adapters.metrics import backend_error
 from facegate.adapters.store import Probe
 from facegate.core.errors import BadMessageError, RedisUnavailableError
 
@@ -117,6 +118,7 @@ def translated(what: str) -> Iterator[None]:
     try:
         yield
     except redis.RedisError as exc:
+        backend_error("redis")
         raise RedisUnavailableError(f"redis: {what} failed: {exc}") from exc
 
 

@@ -317,6 +317,9 @@ class CommonSettings(Settings):
     bucket: Bucket = "facegate-uploads"
     signing_secret: Annotated[SecretStr, SecretRule()]
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_host: str = Field(
+        "127.0.0.1", description="where the workers' /metrics, /healthz, /readyz listen"
+    )
     worker_concurrency: int = Field(0, ge=0, le=256, description="0 = the service's default")
     prefetch_multiplier: int = Field(1, ge=1, le=1024)
     visibility_timeout_s: int = Field(60, ge=10, le=86400)

@@ -35,6 +35,13 @@ def _print_status(statuses: Any) -> None:
         print(f"{s.name:<12} {state:<22} log {s.log}{extra}")
 
 
+def _print_metrics(stack: Any) -> None:
+    """Where Prometheus scrapes each process (workers: /healthz, /readyz beside it)."""
+    print("metrics (Prometheus /metrics; the workers also answer /healthz and /readyz):")
+    for name, url in stack.config.metrics_urls().items():
+        print(f"  {name:<10} {url}")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     logging.getLogger("facegate.tools.devstack").setLevel(logging.INFO)
     stack = _stack(args)
@@ -47,6 +54,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
         print(f"MQTT bridge -> {stack.config.mqtt_url}   health: {health_url(stack)}")
     _print_console(stack)
+    _print_metrics(stack)
     print("the facegate commands use this stack's settings; `facegate stack env` exports them")
     return 0
 
@@ -68,6 +76,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     statuses = stack.status()
     _print_status(statuses)
     _print_console(stack)
+    _print_metrics(stack)
     return 0 if all(s.running for s in statuses) else 1
 
 

@@ -59,6 +59,9 @@ class StackConfig:
     weed_admin_port: int = 18646
     ingest_port: int = 18700
     console_port: int = 18710
+    encoder_metrics_port: int = 18711
+    """encoder-n serves /metrics, /healthz, /readyz on this + n - 1 (matchers likewise)."""
+    matcher_metrics_port: int = 18721
     services: tuple[str, ...] = SERVICE_NAMES
     encoders: int = 1
     matchers: int = 1
@@ -90,6 +93,10 @@ class StackConfig:
             raise ConfigError(f"stack ports collide: {ports}")
         if self.encoders < 0 or self.matchers < 0:
             raise ConfigError("worker counts must be >= 0")
+        taken = set(ports.values()) | {p + GRPC_OFFSET for p in ports.values()}
+        sidecars = list(self.sidecar_ports().values())
+        if len(set(sidecars)) != len(sidecars) or taken.intersection(sidecars):
+            raise ConfigError(f"the workers' metrics ports collide: {self.sidecar_ports()}")
 
     @classmethod
     def default(cls, state_dir: Path | None = None, **over: object) -> StackConfig:
@@ -99,7 +106,9 @@ class StackConfig:
 
     @classmethod
     def for_tests(cls, base_port: int, state_dir: Path, **over: object) -> StackConfig:
-        """A separate set of ports ``base_port .. base_port + 7`` (tests use 26300)."""
+        """A separate set of ports ``base_port .. base_port + 7`` (tests use
+        26300; the console at + 7), the workers' metrics from ``base_port + 10``
+        (encoders) and ``+ 20`` (matchers)."""
         return cls(
             state_dir=state_dir,
             redis_port=base_port,
@@ -110,6 +119,8 @@ class StackConfig:
             weed_admin_port=base_port + 5,
             ingest_port=base_port + 6,
             console_port=base_port + 7,
+            encoder_metrics_port=base_port + 10,
+            matcher_metrics_port=base_port + 20,
             **over,  # type: ignore[arg-type]
         )
 
@@ -152,3 +163,33 @@ class StackConfig:
             "FACEGATE_CONSOLE_PORT": str(self.console_port),
             "FACEGATE_CONSOLE_URL": self.console_url,
         }
+    def metrics_port(self, process: str) -> int | None:
+        """The metrics port of ``encoder-n``/``matcher-n`` (``None``: another process)."""
+        service, _, n = process.partition("-")
+        base = {"encoder": self.encoder_metrics_port, "matcher": self.matcher_metrics_port}
+        if service not in base or not n.isdigit():
+            return None
+        return base[service] + int(n) - 1
+
+    def process_env(self, process: str) -> dict[str, str]:
+        """The variables one process gets beyond the stack's (its metrics port)."""
+        port = self.metrics_port(process)
+        if port is None:
+            return {}
+        return {f"FACEGATE_{process.partition('-')[0].upper()}_METRICS_PORT": str(port)}
+
+    def sidecar_ports(self) -> dict[str, int]:
+        """The metrics port of each worker process of this stack."""
+        out: dict[str, int] = {}
+        for service, count in (("encoder", self.encoders), ("matcher", self.matchers)):
+            if service in self.services:
+                for n in range(1, count + 1):
+                    out[f"{service}-{n}"] = self.metrics_port(f"{service}-{n}") or 0
+        return out
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Every ``/metrics`` of the stack, by process: ingest's, then each worker's."""
+        urls = {"ingest": f"{self.ingest_url}/metrics"} if "ingest" in self.services else {}
+        urls.update({name: f"http://{HOST}:{port}/metrics"
+                     for name, port in self.sidecar_ports().items()})
+        return urls

@@ -200,7 +200,7 @@ class Stack:
                 ROOT,
                 f"services.{service}",
                 ready.exists,
-                env=self._python_env(),
+                env={**self._python_env(), **cfg.process_env(name)},
                 ready_file=ready,
             )
         if name == "mqtt":
