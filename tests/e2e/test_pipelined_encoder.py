@@ -112,15 +112,22 @@ def second_encoder(site: Site) -> Iterator[str]:
 def test_an_encoder_stopped_mid_batch_loses_nothing(
     site: Site, doors: list[str], snapshots: list[bytes], second_encoder: str
 ) -> None:
-    """encoder-1 stops consuming, so the burst goes to encoder-2, which is
-    stopped (SIGTERM, the warm shutdown of a deployment) once its first
+    """Both encoders stop consuming while a burst is queued; encoder-2
+    consumes it and is stopped (SIGTERM, the warm shutdown of a deployment) once its first
     decision is out, with batches still in its pipeline and tasks still
     reserved. encoder-1 then consumes again: every upload gets exactly one
     decision (answered by encoder-2 before it exited, or redelivered)."""
+    encoder_2 = f"encoder-2@{socket.gethostname()}"
     replies = site.celery.control.cancel_consumer(  # type: ignore[attr-defined]
-        ENCODE_QUEUE, destination=[second_encoder], reply=True, timeout=5.0)
-    assert replies, "encoder-1 did not answer the cancel_consumer request"
-    ids = [send(site, doors[i % 3], snapshots[i % len(snapshots)]) for i in range(40)]
+        ENCODE_QUEUE, destination=[second_encoder, encoder_2], reply=True, timeout=5.0)
+    assert len(replies) == 2, f"both encoders should answer cancel_consumer: {replies}"
+    # The whole burst is queued before encoder-2 consumes, so that on a slow
+    # machine (a put slower than an encoder batch) it cannot finish the
+    # burst while the test is still sending it.
+    ids = [send(site, doors[i % 3], snapshots[i % len(snapshots)]) for i in range(80)]
+    replies = site.celery.control.add_consumer(  # type: ignore[attr-defined]
+        ENCODE_QUEUE, destination=[encoder_2], reply=True, timeout=5.0)
+    assert replies, "encoder-2 did not answer the add_consumer request"
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline and not any(site.store.get_decision(u) for u in ids):
         time.sleep(0.05)
